@@ -1,0 +1,180 @@
+"""Explain, score and judge one model on one evaluation set. Returns values; renders nothing.
+
+The evaluation images are explained batch by batch; only per-sample scores and the few maps the
+report's gallery shows are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+from tqdm.auto import tqdm
+
+from leakaudit import scores
+from leakaudit.behaviour import removal_test, swap_test
+from leakaudit.data.samples import Dataset
+from leakaudit.explain import make_explainer
+from leakaudit.models.train import predict_proba
+from leakaudit.verdict import Condition, Thresholds, build_conditions, verdict
+
+SCORE_COLUMNS = ("outside_mass", "tell_mass", "tell_hit")
+
+
+@dataclass
+class ModelAudit:
+    """Everything measured for one model; ``per_sample`` has one row per (image, method)."""
+
+    name: str
+    accuracy: float  # on the model's own test set (given by the caller)
+    eval_accuracy: float  # on the evaluation images that were explained
+    per_sample: pd.DataFrame
+    behaviour: dict[str, dict[str, float]]
+    conditions: list[Condition]
+    verdict: str
+    method_params: dict[str, dict[str, Any]]
+    gallery_maps: dict[str, np.ndarray]  # method -> (G, H, W) maps of the gallery images
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def method_means(self) -> dict[str, dict[str, float]]:
+        return summarise(self.per_sample)
+
+
+def summarise(per_sample: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per method: mean of each score over the images where it is defined (NaN-aware)."""
+    out = {}
+    for method, g in per_sample.groupby("method", sort=False):
+        out[str(method)] = {
+            "outside_mass": _nanmean(g["outside_mass"]),
+            "tell_mass": _nanmean(g["tell_mass"]),
+            "tell_top_rate": _nanmean(g["tell_hit"]),
+            "n": len(g),
+            "n_with_region": int(g["outside_mass"].notna().sum()),
+            "n_with_tell": int(g["tell_mass"].notna().sum()),
+        }
+    return out
+
+
+def per_class_table(per_sample: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
+    """Mean scores per (method, class) plus an 'all' row per method."""
+    df = per_sample.copy()
+    df["class"] = [class_names[i] for i in df["label"]]
+    cols = list(SCORE_COLUMNS)
+    by_class = df.groupby(["method", "class"], sort=False)[cols].mean().reset_index()
+    overall = df.groupby("method", sort=False)[cols].mean().reset_index()
+    overall["class"] = "all"
+    counts = df.groupby(["method", "class"], sort=False).size().rename("n").reset_index()
+    by_class = by_class.merge(counts, on=["method", "class"])
+    overall["n"] = df.groupby("method", sort=False).size().values
+    return pd.concat([by_class, overall], ignore_index=True)
+
+
+def _nanmean(x) -> float:
+    arr = np.asarray(x, dtype=float)
+    return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
+
+
+def audit_model(
+    model: nn.Module,
+    name: str,
+    data: Dataset,
+    methods: dict[str, dict[str, Any]],
+    accuracy: float,
+    thresholds: Thresholds,
+    colour_for: Callable[[int], Sequence[float]] | None = None,
+    gallery: Sequence[int] = (),
+    batch_size: int = 64,
+    progress: bool = True,
+) -> ModelAudit:
+    """Explain every image of ``data`` for its true class with each method, score, judge."""
+    timings: dict[str, float] = {}
+    labels = data.labels()
+    t0 = time.perf_counter()
+    preds = predict_proba(model, data.images()).argmax(1) if len(data) else np.array([])
+    timings["predict"] = time.perf_counter() - t0
+    rows: list[dict[str, Any]] = []
+    gallery = list(gallery)
+    gallery_maps: dict[str, np.ndarray] = {}
+    params: dict[str, dict[str, Any]] = {}
+    for method, kwargs in methods.items():
+        explainer = make_explainer(method, model, **kwargs)
+        params[method] = explainer.describe()
+        kept = {}
+        t0 = time.perf_counter()
+        bar = tqdm(total=len(data), desc=f"{name}: {method}", unit="img", disable=not progress)
+        for start in range(0, len(data), batch_size):
+            batch = data.samples[start : start + batch_size]
+            images = np.stack([s.image for s in batch])
+            attr = explainer.attribute(images, labels[start : start + batch_size])
+            for j, s in enumerate(batch):
+                i = start + j
+                m = attr.maps[j]
+                rows.append({
+                    "id": s.id, "label": int(s.label), "pred": int(preds[i]), "method": method,
+                    "outside_mass": scores.outside_mass(m, s.region),
+                    "tell_mass": scores.tell_mass(m, s.tell),
+                    "tell_hit": scores.tell_hit(m, s.tell),
+                })  # fmt: skip
+                if i in gallery:
+                    kept[i] = m
+            bar.update(len(batch))
+        bar.close()
+        timings[method] = time.perf_counter() - t0
+        gallery_maps[method] = (
+            np.stack([kept[i] for i in gallery]) if gallery else np.zeros((0, 1, 1), np.float32)
+        )
+    per_sample = pd.DataFrame(rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS])
+    behaviour: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    if any(s.tell is not None for s in data):
+        behaviour["removal"] = removal_test(model, data.samples)
+        if colour_for is not None:
+            behaviour["swap"] = swap_test(model, data.samples, len(data.class_names), colour_for)
+    timings["behaviour"] = time.perf_counter() - t0
+    tells = [s.tell for s in data if s.tell is not None and s.tell.any()]
+    tell_area = float(np.mean([t.mean() for t in tells])) if tells else float("nan")
+    conditions = build_conditions(behaviour, summarise(per_sample), tell_area, thresholds)
+    eval_acc = float((preds == labels).mean()) if len(data) else float("nan")
+    return ModelAudit(
+        name=name,
+        accuracy=accuracy,
+        eval_accuracy=eval_acc,
+        per_sample=per_sample,
+        behaviour=behaviour,
+        conditions=conditions,
+        verdict=verdict(conditions),
+        method_params=params,
+        gallery_maps=gallery_maps,
+        seconds=timings,
+    )
+
+
+@dataclass
+class AuditResult:
+    """What the report renders: one or more model audits on the same evaluation images."""
+
+    title: str
+    class_names: list[str]
+    models: dict[str, ModelAudit]
+    eval_data: Dataset
+    gallery: list[int]
+    seed: int
+    config: dict[str, Any]
+    thresholds: Thresholds
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tell_area_fraction(self) -> float:
+        tells = [s.tell.mean() for s in self.eval_data if s.tell is not None and s.tell.any()]
+        return float(np.mean(tells)) if tells else float("nan")
+
+    @property
+    def outside_area_fraction(self) -> float:
+        regions = [1 - s.region.mean() for s in self.eval_data if s.region.any()]
+        return float(np.mean(regions)) if regions else float("nan")

@@ -1,0 +1,119 @@
+"""Image files in and out: decode anything Pillow opens into float32 HWC RGB in [0, 1].
+
+Decoding is strict on purpose: a truncated or corrupt file raises ``DatasetError`` naming the file
+instead of being padded with grey (``ImageFile.LOAD_TRUNCATED_IMAGES`` is never set), because a
+half-grey image is a silent data problem that would distort every metric computed on it.
+
+Conversions (each reported, so readers can list a ``DataProblem(action="converted")``):
+
+* grayscale (``1``, ``L``) → the gray value copied to R, G and B;
+* alpha (``LA``, ``RGBA``, ``PA``, palette with transparency) → composited on **white**, the way
+  viewers show it; dropping alpha instead would expose whatever colour hides under transparent
+  pixels (often black), which no human annotator ever saw;
+* 16-bit grayscale (``I;16*``, ``I``) → divided by 65535 (values above are clipped);
+* 32-bit float (``F``) → clipped to [0, 1] (divided by 255 first when values exceed 1);
+* palette (``P``), ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` → Pillow's RGB conversion.
+
+EXIF orientation is *not* applied: annotation boxes refer to the stored pixel grid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from leakaudit.errors import DatasetError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, str | None]:
+    """Decode ``path`` to float32 HWC RGB in [0, 1]; also say which conversion happened (or None).
+
+    Raises ``DatasetError`` naming the file when it is missing, not an image, corrupt or truncated.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()  # decode now: truncation only shows up here
+            return _to_rgb_float(img)
+    except DatasetError:
+        raise
+    except FileNotFoundError as e:
+        raise DatasetError(f"image file not found: {path}") from e
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise DatasetError(f"cannot read image {path}: {e}") from e
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode ``path`` to float32 HWC RGB in [0, 1] (see ``read_image`` for the conversion note)."""
+    return read_image(path)[0]
+
+
+def _to_rgb_float(img: Image.Image) -> tuple[np.ndarray, str | None]:
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.float32) / 255.0, None
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img).astype(np.float64)
+        gray = np.clip(a / 65535.0, 0.0, 1.0).astype(np.float32)
+        return np.repeat(gray[..., None], 3, axis=2), f"16-bit grayscale ({mode}) scaled by 1/65535"
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        if np.nanmax(a, initial=0.0) > 1.0:
+            a = a / 255.0
+        gray = np.clip(np.nan_to_num(a), 0.0, 1.0).astype(np.float32)
+        return np.repeat(gray[..., None], 3, axis=2), "32-bit float grayscale clipped to [0, 1]"
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3:4]
+        rgb = rgba[..., :3] * alpha + (1.0 - alpha)
+        return rgb.astype(np.float32), f"{mode} with alpha composited on white"
+    if mode in ("1", "L"):
+        gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        return np.repeat(gray[..., None], 3, axis=2), f"grayscale ({mode}) copied to RGB"
+    rgb = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return rgb, f"{mode} converted to RGB"
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize, anti-aliased when shrinking (Pillow widens the filter by the scale
+    factor), on float channels so nothing is quantised to 8 bits on the way."""
+    if image.shape[:2] == (height, width):
+        return image.astype(np.float32, copy=False)
+    chans = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(image.shape[2])
+    ]
+    return np.clip(np.stack(chans, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask (masks never get fractional values)."""
+    if mask.shape[:2] == (height, width):
+        return mask.astype(bool, copy=False)
+    h, w = mask.shape[:2]
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(np.int64), w - 1)
+    return mask[rows[:, None], cols[None, :]].astype(bool)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float [0, 1] → uint8 with rounding (the quantisation every saved image goes through)."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: str | Path) -> None:
+    """Write an RGB float image losslessly (PNG), so planted tells keep their exact pixels."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image)).save(path, format="PNG", compress_level=1)  # speed

@@ -1,0 +1,467 @@
+"""Tell discovery without tell annotations: where, in what colour, and for which classes.
+
+A tell is a *class-specific* thing the model looks at *outside the object*. Three views of the
+attribution maps look for it, none of which is told where a tell is or what colour it has:
+
+(a) Hotspots — per class, the mean share of attribution outside the (slightly dilated) object
+    region. Objects sit at random positions, so an honest model's outside attribution averages to
+    a diffuse haze; a tell at a fixed place shows up as a peak.
+(b) SpRAy — spectral relevance analysis (Lapuschkin et al. 2019, "Unmasking Clever Hans
+    predictors and assessing what machines really learn", Nat. Commun. 10:1096): downsampled maps
+    of one class, a symmetric kNN affinity graph, spectral embedding of its normalised Laplacian
+    and k-means (Ng, Jordan & Weiss 2001), k picked at the largest eigengap. A tell on only part of
+    a class forms its own cluster, whose mean map has a sharper peak than the class mean. Pure
+    numpy/scipy (scikit-learn is not a core dependency).
+(c) Colours — colours quantised to ``levels`` per channel (64 bins by default); the dominant
+    colour under a candidate's attribution. Backgrounds vary, so only a planted thing gives the
+    *same* colour bin in the same place across a class's images.
+
+Every candidate box is refined to where its colour sits in at least half of the class's images,
+then scored (see ``SuspectedTell.score``) and candidates for different classes at the same place
+are merged into one suspect. Output: suspects ranked by score. ``suspected_tell_mask`` turns one
+into a mask for the behavioural removal/swap tests, which are the actual evidence — discovery
+only says where to look.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.linalg import eigh
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 with exclusive ends
+
+# A suspect is "strong" at score ≥ 0.5: in a majority-beating share of a class's images the model
+# attends to a same-coloured patch there, beyond how often other classes show that colour there.
+# Clean models on our synthetic data score ≤ 0.1 (random background colours rarely repeat in one
+# place); a fully poisoned class of 50 images scores ≈ 0.9; a 50 %-prevalence tell lands near
+# (below) the line and shows up as a weak suspect.
+STRONG_SCORE = 0.5
+
+
+@dataclass
+class SuspectedTell:
+    """A place, colour and set of classes that look like a tell.
+
+    ``score`` is, for the strongest affected class k, P(model attends to the box AND the box shows
+    colour c | class k) − P(box shows colour c | other classes): a Youden-style index that is high
+    only when the colour is both *used* by the model and *predictive* of the class. The first
+    share enters as its 95 % Wilson lower bound, so small classes need more consistent evidence.
+    ``share`` is the pooled share of the affected classes' images where it appears; ``colours``
+    gives each affected class its own dominant colour (a planted tell usually has one colour per
+    class)."""
+
+    box: Box
+    colour: tuple[float, float, float]
+    classes: list[int]
+    share: float
+    score: float
+    examples: list[int]
+    colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    per_class: dict[int, dict[str, float]] = field(default_factory=dict)
+    source: str = "hotspot"
+
+    @property
+    def strong(self) -> bool:
+        return self.score >= STRONG_SCORE
+
+
+@dataclass
+class SprayResult:
+    """Cluster label per map, the Laplacian's smallest eigenvalues and the chosen k."""
+
+    labels: np.ndarray
+    eigenvalues: np.ndarray
+    n_clusters: int
+
+
+@dataclass
+class DiscoveryResult:
+    suspects: list[SuspectedTell]
+    hotspots: dict[int, np.ndarray]  # class → mean outside-attribution share per pixel
+    contrast: dict[int, np.ndarray]  # class hotspot − mean of the other classes' hotspots
+    spray: dict[int, SprayResult]
+    n_used: int
+
+    @property
+    def strong(self) -> list[SuspectedTell]:
+        return [s for s in self.suspects if s.strong]
+
+
+# ---------------------------------------------------------------- small numpy building blocks
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson score interval (Wilson 1927) for a share: 3 of 10 is weaker
+    evidence than 30 of 100, and a handful of correctly predicted images must not look strong."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, (centre - spread) / (1 + z * z / n)))
+
+
+def suspected_tell_mask(suspect: SuspectedTell | Box, image_shape: Sequence[int]) -> np.ndarray:
+    """Boolean HW mask of a suspect's box (clipped to the image), for removal/swap tests."""
+    box = suspect.box if isinstance(suspect, SuspectedTell) else suspect
+    h, w = int(image_shape[0]), int(image_shape[1])
+    x0, y0, x1, y1 = box
+    mask = np.zeros((h, w), dtype=bool)
+    mask[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)] = True
+    return mask
+
+
+def quantise_colours(images: np.ndarray, levels: int = 4) -> np.ndarray:
+    """(N, H, W, 3) in [0, 1] → (N, H, W) bin codes in 0..levels³−1."""
+    q = np.clip((np.asarray(images) * levels).astype(np.int64), 0, levels - 1)
+    return (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
+
+
+def kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 5, n_iter: int = 100) -> np.ndarray:
+    """Seeded Lloyd k-means with k-means++ starts; returns labels of the lowest-inertia run."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    k = max(1, min(k, n))
+    best, best_inertia = np.zeros(n, dtype=np.int64), np.inf
+    for _ in range(n_init):
+        centres = [x[rng.integers(n)]]
+        for _ in range(1, k):
+            d2 = np.min(((x[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
+            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
+            centres.append(x[rng.choice(n, p=p)])
+        c = np.asarray(centres, dtype=np.float64)
+        labels = np.zeros(n, dtype=np.int64)
+        for it in range(n_iter):
+            labels_new = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
+            if it > 0 and np.array_equal(labels_new, labels):
+                break
+            labels = labels_new
+            for j in range(k):
+                if (labels == j).any():
+                    c[j] = x[labels == j].mean(0)
+        inertia = ((x - c[labels]) ** 2).sum()
+        if inertia < best_inertia - 1e-12:
+            best, best_inertia = labels.copy(), inertia
+    return best
+
+
+def _downsample(maps: np.ndarray, size: int) -> np.ndarray:
+    """Block-average (N, H, W) maps by integer factors to about size × size."""
+    n, h, w = maps.shape
+    fy, fx = max(1, h // size), max(1, w // size)
+    hh, ww = (h // fy) * fy, (w // fx) * fx
+    return maps[:, :hh, :ww].reshape(n, hh // fy, fy, ww // fx, fx).mean(axis=(2, 4))
+
+
+def spray(
+    maps: np.ndarray,
+    size: int = 16,
+    n_neighbors: int = 10,
+    max_clusters: int = 6,
+    seed: int = 0,
+) -> SprayResult:
+    """SpRAy clustering of attribution maps (Lapuschkin et al. 2019).
+
+    Maps are downsampled to ≈ size², made non-negative and scaled to unit sum (so clusters group
+    *where* the evidence is, not how much), linked to their ``n_neighbors`` nearest neighbours
+    (symmetrised, binary weights), and embedded with the smallest eigenvectors of the normalised
+    Laplacian L = I − D^-½ W D^-½. k is where the gap between consecutive eigenvalues is largest
+    (k ≥ 2 up to ``max_clusters``); rows of the embedding are unit-normalised before k-means."""
+    n = len(maps)
+    if n < 4:
+        return SprayResult(np.zeros(n, dtype=np.int64), np.zeros(0), 1)
+    x = _downsample(np.clip(np.nan_to_num(np.asarray(maps, np.float64)), 0, None), size)
+    x = x.reshape(n, -1)
+    x = x / np.where(x.sum(1, keepdims=True) > 0, x.sum(1, keepdims=True), 1.0)
+    d2 = ((x[:, None, :] - x[None]) ** 2).sum(-1)
+    kn = max(1, min(n_neighbors, n - 1))
+    order = np.argsort(d2 + np.diag(np.full(n, np.inf)), axis=1, kind="stable")[:, :kn]
+    w = np.zeros((n, n))
+    w[np.repeat(np.arange(n), kn), order.ravel()] = 1.0
+    w = np.maximum(w, w.T)
+    deg = w.sum(1)
+    inv = 1.0 / np.sqrt(np.where(deg > 0, deg, 1.0))
+    lap = np.eye(n) - inv[:, None] * w * inv[None, :]
+    m = min(n, max_clusters + 1)
+    vals, vecs = eigh(lap, subset_by_index=[0, m - 1])
+    gaps = np.diff(vals)
+    k = int(np.argmax(gaps[1:]) + 2) if len(gaps) > 1 else 1
+    emb = vecs[:, :k]
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return SprayResult(kmeans(emb, k, seed), vals, k)
+
+
+def _peak_boxes(heat: np.ndarray, max_boxes: int, rel: float = 0.5) -> list[Box]:
+    """Bounding boxes of the strongest connected components above ``rel`` × max (smoothed)."""
+    smooth = ndimage.gaussian_filter(heat, sigma=1.0)
+    if not np.isfinite(smooth).all() or smooth.max() <= 0:
+        return []
+    lab, k = ndimage.label(smooth >= rel * smooth.max())
+    if k == 0:
+        return []
+    mass = ndimage.sum(smooth, lab, index=np.arange(1, k + 1))
+    boxes = []
+    slices = ndimage.find_objects(lab)
+    for j in np.argsort(-mass, kind="stable")[:max_boxes]:
+        sl = slices[j]
+        boxes.append((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop))
+    return boxes
+
+
+# ---------------------------------------------------------------- candidate evaluation
+
+
+@dataclass
+class _Candidate:
+    cls: int
+    box: Box
+    colour_bin: int
+    colour: tuple[float, float, float]
+    share: float
+    other_share: float
+    n_appear: int
+    n_class: int
+    examples: list[int]
+    source: str
+
+    @property
+    def score(self) -> float:
+        return max(0.0, wilson_lower(self.n_appear, self.n_class) - self.other_share)
+
+
+def _refine_box(freq: np.ndarray, box: Box, pad: int, min_freq: float) -> Box:
+    """Shrink/grow ``box`` to the component of ``freq`` ≥ max(min_freq, ½ peak) near it."""
+    h, w = freq.shape
+    x0, y0, x1, y1 = box
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    window = np.zeros_like(freq)
+    window[y0:y1, x0:x1] = freq[y0:y1, x0:x1]
+    peak = window.max()
+    if peak < min_freq:
+        return box
+    lab, _ = ndimage.label(window >= max(min_freq, 0.5 * peak))
+    py, px = np.unravel_index(int(np.argmax(window)), window.shape)
+    sl = ndimage.find_objects(lab)[lab[py, px] - 1]
+    return (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
+
+
+def _evaluate(
+    cls: int,
+    box: Box,
+    source: str,
+    attr: np.ndarray,
+    outside: np.ndarray,
+    codes: np.ndarray,
+    images: np.ndarray,
+    members: np.ndarray,
+    others: np.ndarray,
+    enrichment: float,
+    min_colour_share: float,
+    n_examples: int,
+) -> _Candidate | None:
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0 or not len(members):
+        return None
+    # (c) dominant colour under the class's outside attribution in the box
+    w = outside[members, y0:y1, x0:x1]
+    c = codes[members, y0:y1, x0:x1]
+    wsum = w.sum(axis=(1, 2), keepdims=True)
+    w = w / np.where(wsum > 0, wsum, 1.0)
+    hist = np.bincount(c.ravel(), weights=w.ravel(), minlength=int(codes.max()) + 1)
+    if hist.max() <= 0:
+        return None
+    cbin = int(np.argmax(hist))
+    freq = (codes[members] == cbin).mean(axis=0)
+    box = _refine_box(freq, box, pad=3, min_freq=0.3)
+    x0, y0, x1, y1 = box
+    h, wd = attr.shape[1:]
+    # attention is measured on the box grown by 1 px: gradients peak on a patch's edges
+    ax0, ay0, ax1, ay1 = max(0, x0 - 1), max(0, y0 - 1), min(wd, x1 + 1), min(h, y1 + 1)
+    a_area = (ax1 - ax0) * (ay1 - ay0) / (h * wd)
+    in_box = attr[members, ay0:ay1, ax0:ax1].sum(axis=(1, 2))
+    attended = in_box / a_area >= enrichment
+    present_k = (codes[members, y0:y1, x0:x1] == cbin).mean(axis=(1, 2)) >= min_colour_share
+    appears = attended & present_k
+    if len(others):
+        present_o = (codes[others, y0:y1, x0:x1] == cbin).mean(axis=(1, 2)) >= min_colour_share
+        other_share = float(present_o.mean())
+    else:
+        other_share = 0.0
+    hit = members[appears]
+    if len(hit):
+        px = images[hit, y0:y1, x0:x1][codes[hit, y0:y1, x0:x1] == cbin]
+        colour = tuple(float(v) for v in px.mean(axis=0))
+    else:
+        colour = tuple(float(v) for v in images[members, y0:y1, x0:x1].reshape(-1, 3).mean(0))
+    order = np.argsort(-in_box[appears], kind="stable")[:n_examples]
+    return _Candidate(
+        cls,
+        box,
+        cbin,
+        colour,  # type: ignore[arg-type]
+        float(appears.mean()),
+        other_share,
+        int(appears.sum()),
+        len(members),
+        [int(i) for i in hit[order]],
+        source,
+    )
+
+
+def discover_tells(
+    maps: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray | None = None,
+    regions: np.ndarray | Sequence[np.ndarray | None] | None = None,
+    seed: int = 0,
+    levels: int = 4,
+    dilate: int = 2,
+    enrichment: float = 2.0,
+    min_colour_share: float = 0.25,
+    boxes_per_map: int = 2,
+    max_suspects: int = 10,
+    n_examples: int = 6,
+    use_spray: bool = True,
+) -> DiscoveryResult:
+    """Rank suspected tells from maps (N,H,W), images (N,H,W,3) in [0,1] and labels (N,).
+
+    ``predictions``: when given, only correctly predicted images of a class are analysed (a tell
+    explains a *correct* shortcut prediction), unless fewer than 5 are. ``regions``: object masks
+    (dilated by ``dilate`` px so object edges do not count as outside); without them everything
+    counts as outside. ``enrichment``: a box is "attended" in an image when its share of the
+    positive attribution is at least this multiple of its area share. ``min_colour_share``: a box
+    "shows" a colour when at least this share of its pixels fall in that colour bin."""
+    maps = np.asarray(maps, dtype=np.float64)
+    images = np.asarray(images, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64)
+    n, h, w = maps.shape
+    if images.shape[:3] != (n, h, w) or len(labels) != n:
+        raise ValueError("maps, images and labels must agree in N, H and W")
+    attr = np.clip(np.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0), 0, None)
+    mass = attr.sum(axis=(1, 2))
+    valid = mass > 0
+    attr = attr / np.where(mass > 0, mass, 1.0)[:, None, None]
+    excl = np.zeros((n, h, w), dtype=bool)
+    if regions is not None:
+        struct = ndimage.generate_binary_structure(2, 1)
+        for i, r in enumerate(regions):
+            if r is not None and np.asarray(r).any():
+                excl[i] = ndimage.binary_dilation(np.asarray(r, bool), struct, iterations=dilate)
+    outside = attr * ~excl
+    codes = quantise_colours(images, levels)
+
+    classes = [int(k) for k in np.unique(labels)]
+    correct = np.ones(n, dtype=bool) if predictions is None else np.asarray(predictions) == labels
+    members_of: dict[int, np.ndarray] = {}
+    for k in classes:
+        base = valid & (labels == k)
+        chosen = base & correct
+        members_of[k] = np.flatnonzero(chosen if chosen.sum() >= 5 else base)
+
+    hotspots = {
+        k: outside[members_of[k]].mean(0) if len(members_of[k]) else np.zeros((h, w))
+        for k in classes
+    }
+    contrast = {}
+    for k in classes:
+        rest = [hotspots[j] for j in classes if j != k]
+        contrast[k] = hotspots[k] - (np.mean(rest, axis=0) if rest else 0.0)
+
+    sprays: dict[int, SprayResult] = {}
+    candidates: list[_Candidate] = []
+    for k in classes:
+        members = members_of[k]
+        if not len(members):
+            continue
+        others = np.flatnonzero(valid & (labels != k))
+        proposals = [(b, "hotspot") for b in _peak_boxes(hotspots[k], boxes_per_map)]
+        proposals += [(b, "contrast") for b in _peak_boxes(np.clip(contrast[k], 0, None), 1)]
+        if use_spray:
+            sp = spray(outside[members], seed=seed)
+            sprays[k] = sp
+            for j in range(sp.n_clusters):
+                sel = members[sp.labels == j]
+                if len(sel) >= max(3, 0.1 * len(members)):
+                    heat = outside[sel].mean(0)
+                    proposals += [(b, "spray") for b in _peak_boxes(heat, 1)]
+        for box, source in proposals:
+            cand = _evaluate(
+                k,
+                box,
+                source,
+                attr,
+                outside,
+                codes,
+                images,
+                members,
+                others,
+                enrichment,
+                min_colour_share,
+                n_examples,
+            )
+            if cand is not None:
+                candidates.append(cand)
+
+    suspects = _merge(candidates)
+    return DiscoveryResult(suspects[:max_suspects], hotspots, contrast, sprays, int(valid.sum()))
+
+
+def _merge(cands: list[_Candidate]) -> list[SuspectedTell]:
+    """Best candidate per (class, place); then one suspect per place across classes."""
+    cands = sorted(cands, key=lambda c: (-c.score, c.cls, c.box))
+    per_class: list[_Candidate] = []
+    for c in cands:
+        if not any(p.cls == c.cls and box_iou(p.box, c.box) > 0.5 for p in per_class):
+            per_class.append(c)
+    groups: list[list[_Candidate]] = []
+    for c in per_class:
+        for g in groups:
+            # same place, new class, and not much weaker than the group's lead: a weak
+            # candidate must not dilute a strong suspect's share (it stays on its own)
+            same_place = box_iou(g[0].box, c.box) >= 0.5
+            if same_place and all(m.cls != c.cls for m in g) and c.score >= 0.5 * g[0].score:
+                g.append(c)
+                break
+        else:
+            groups.append([c])
+    out = []
+    for g in groups:
+        lead = g[0]
+        n_appear = sum(m.n_appear for m in g)
+        n_class = sum(m.n_class for m in g)
+        out.append(
+            SuspectedTell(
+                box=lead.box,
+                colour=lead.colour,
+                classes=sorted(m.cls for m in g),
+                share=n_appear / n_class if n_class else 0.0,
+                score=lead.score,
+                examples=[i for m in g for i in m.examples],
+                colours={m.cls: m.colour for m in g},
+                per_class={
+                    m.cls: {
+                        "share": m.share,
+                        "other_share": m.other_share,
+                        "score": m.score,
+                        "n": float(m.n_class),
+                    }
+                    for m in g
+                },
+                source=lead.source,
+            )
+        )
+    out.sort(key=lambda s: (-s.score, -s.share, s.box))
+    return out

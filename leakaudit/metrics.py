@@ -1,0 +1,235 @@
+"""Localisation metrics by name: (attribution map HW, boolean mask HW) → one float per image.
+
+The registry adds the localisation metrics of the Quantus toolkit (Hedström et al. 2023, JMLR
+24(34)) to our own ``outside_mass``/``tell_mass``; every function is our own pure-numpy code.
+
+Shared rules, so that numbers from different metrics can sit in one table:
+
+* A metric is NaN — never a made-up number — when the mask is missing or empty, the map has a
+  non-finite value, or the map carries no evidence (no positive value for the positive-evidence
+  metrics, all zeros for ``relevance_mass_accuracy``).
+* Rank-based metrics (pointing game, rank accuracy, top-k) break ties by *expectation*: tied
+  pixels share the remaining places in proportion, which equals the mean over all random
+  tie-breaks. The answer is therefore deterministic, and a constant map scores exactly the mask's
+  area share (chance level) instead of whatever raster order happens to favour.
+* Only the most-attributed pixels are ranked, i.e. ranks use signed values: for a signed map
+  (LIME weights) strongly negative evidence is not "important" here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from leakaudit import scores
+
+MetricFn = Callable[[np.ndarray, np.ndarray | None], float]
+
+NAN = float("nan")
+DEFAULT_TOP_K_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named score. ``needs`` says which mask it is computed against: the object region
+    (localisation quality) or the tell (shortcut use)."""
+
+    name: str
+    fn: MetricFn
+    higher_is_better: bool
+    description: str
+    needs: Literal["region", "tell"]
+
+    def __call__(self, attr: np.ndarray, mask: np.ndarray | None) -> float:
+        return self.fn(attr, mask)
+
+
+def _prepare(attr: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Validated float64 map and bool mask, or None when the score is undefined (→ NaN)."""
+    if mask is None:
+        return None
+    a = np.asarray(attr, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if m.shape != a.shape:
+        raise ValueError(f"mask shape {m.shape} != attribution shape {a.shape}")
+    if not m.any() or a.size == 0 or not np.isfinite(a).all():
+        return None
+    return a, m
+
+
+def _expected_top_k_hits(a: np.ndarray, m: np.ndarray, k: float) -> float:
+    """Expected number of mask pixels among the ``k`` highest values under random tie-breaks."""
+    flat, inside = a.ravel(), m.ravel()
+    k = float(min(max(k, 0.0), flat.size))
+    if k <= 0:
+        return 0.0
+    order = np.argsort(-flat, kind="stable")
+    kth = flat[order[int(np.ceil(k)) - 1]]
+    above = flat > kth
+    tied = flat == kth
+    slots = k - above.sum()  # places left for the tied pixels (may be fractional)
+    share_tied_inside = inside[tied].sum() / tied.sum()
+    return float(inside[above].sum() + slots * share_tied_inside)
+
+
+def attribution_localisation(attr: np.ndarray, mask: np.ndarray | None) -> float:
+    """Positive attribution inside the mask / total positive attribution.
+
+    Kohlbrenner et al. 2020, "Towards best practice in explaining neural network decisions with
+    LRP" (IJCNN), unweighted form as in Quantus' ``AttributionLocalisation``. Same number as
+    ``1 - outside_mass``; kept under its literature name so reports can cite it."""
+    return scores.mass_inside(attr, mask) if _prepare(attr, mask) is not None else NAN
+
+
+def relevance_mass_accuracy(attr: np.ndarray, mask: np.ndarray | None) -> float:
+    """Σ|a| inside the mask / Σ|a| (Arras et al. 2022, "CLEVR-XAI", Information Fusion 81).
+
+    Uses absolute values, so for a signed map it also counts strong *negative* evidence on the
+    object; for non-negative maps (saliency) it equals ``attribution_localisation``."""
+    prepared = _prepare(attr, mask)
+    if prepared is None:
+        return NAN
+    a, m = prepared
+    total = np.abs(a).sum()
+    return NAN if total <= 0 else float(np.abs(a)[m].sum() / total)
+
+
+def relevance_rank_accuracy(attr: np.ndarray, mask: np.ndarray | None) -> float:
+    """Share of the top-K attributed pixels that lie in the mask, K = |mask| (Arras et al. 2022).
+
+    1.0 means the K most important pixels are exactly the mask; chance is the mask's area share."""
+    prepared = _prepare(attr, mask)
+    if prepared is None:
+        return NAN
+    a, m = prepared
+    if a.max() <= 0:
+        return NAN
+    k = int(m.sum())
+    return _expected_top_k_hits(a, m, k) / k
+
+
+def pointing_game(attr: np.ndarray, mask: np.ndarray | None, tolerance: float = 0.0) -> float:
+    """1.0 when the most attributed pixel lies in the mask (Zhang et al. 2018, "Top-down neural
+    attention by excitation backprop", IJCV 126), else 0.0.
+
+    ``tolerance`` (pixels, Euclidean) counts a maximum that close to the mask as a hit; the paper
+    uses 15 px at ImageNet scale, our default is 0 because our images are 32–128 px and a tell is
+    only a few pixels wide. Several tied maxima give the share of them that hit."""
+    prepared = _prepare(attr, mask)
+    if prepared is None:
+        return NAN
+    a, m = prepared
+    peak = a.max()
+    if peak <= 0:
+        return NAN
+    hit = m if tolerance <= 0 else distance_transform_edt(~m) <= tolerance
+    at_peak = a == peak
+    return float(hit[at_peak].mean())
+
+
+def top_k_intersection(
+    attr: np.ndarray, mask: np.ndarray | None, k_fraction: float = DEFAULT_TOP_K_FRACTION
+) -> float:
+    """Share of the top ``k_fraction`` of pixels (default 5 % of the image) inside the mask.
+
+    Theiner et al. 2022, "Interpretable semantic photo geolocation" (WACV); Quantus fixes k at
+    1000 pixels for 224² images (≈ 2 %). We use a fraction so images of any size compare, and a
+    fixed k — unlike ``relevance_rank_accuracy`` — so the score also says how focused the map is
+    independently of the mask's size. Its maximum is min(1, |mask| / k): a mask smaller than 5 %
+    of the image (a small tell) cannot reach 1.0, which is why ``relevance_rank_accuracy`` is the
+    one to threshold for small masks."""
+    prepared = _prepare(attr, mask)
+    if prepared is None:
+        return NAN
+    a, m = prepared
+    if a.max() <= 0:
+        return NAN
+    k = max(1.0, float(np.ceil(k_fraction * a.size)))
+    return _expected_top_k_hits(a, m, k) / k
+
+
+def _outside_mass(attr: np.ndarray, mask: np.ndarray | None) -> float:
+    return scores.outside_mass(attr, mask) if _prepare(attr, mask) is not None else NAN
+
+
+def _tell_mass(attr: np.ndarray, mask: np.ndarray | None) -> float:
+    return scores.tell_mass(attr, mask) if _prepare(attr, mask) is not None else NAN
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "outside_mass",
+            _outside_mass,
+            False,
+            "Share of positive attribution outside the object region.",
+            "region",
+        ),
+        Metric(
+            "tell_mass", _tell_mass, False, "Share of positive attribution on the tell.", "tell"
+        ),
+        Metric(
+            "attribution_localisation",
+            attribution_localisation,
+            True,
+            "Share of positive attribution inside the object region (Kohlbrenner et al. 2020).",
+            "region",
+        ),
+        Metric(
+            "relevance_mass_accuracy",
+            relevance_mass_accuracy,
+            True,
+            "Share of absolute attribution inside the object region (Arras et al. 2022).",
+            "region",
+        ),
+        Metric(
+            "relevance_rank_accuracy",
+            relevance_rank_accuracy,
+            True,
+            "Share of the |region| top-ranked pixels inside the region (Arras et al. 2022).",
+            "region",
+        ),
+        Metric(
+            "pointing_game",
+            pointing_game,
+            True,
+            "1 if the most attributed pixel is in the region (Zhang et al. 2018).",
+            "region",
+        ),
+        Metric(
+            "top_k_intersection",
+            top_k_intersection,
+            True,
+            "Share of the top 5 % of pixels inside the region (Theiner et al. 2022).",
+            "region",
+        ),
+    )
+}
+
+
+def score_batch(
+    maps: np.ndarray,
+    masks: np.ndarray | Sequence[np.ndarray | None],
+    metric_names: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """Score N maps against N masks: ``{metric name: float64 array (N,)}``.
+
+    ``masks`` is an (N, H, W) array or a list whose entries may be None (score NaN). All names
+    are checked before any work, so a typo fails fast. Default: every registered metric."""
+    names = list(METRICS) if metric_names is None else list(metric_names)
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+    maps = np.asarray(maps)
+    if len(masks) != len(maps):
+        raise ValueError(f"{len(maps)} maps but {len(masks)} masks")
+    out = {n: np.full(len(maps), np.nan, dtype=np.float64) for n in names}
+    for i, (attr, mask) in enumerate(zip(maps, masks, strict=True)):
+        for n in names:
+            out[n][i] = METRICS[n].fn(attr, mask)
+    return out

@@ -1,0 +1,1 @@
+"""Models: small architectures we train (zoo), training, and loading user checkpoints."""

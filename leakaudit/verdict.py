@@ -1,0 +1,125 @@
+"""Conditions turn measured values into PASS / WARN / FAIL; the verdict is derived from them.
+
+Every condition states its value and thresholds in the report. Thresholds are *not* tuned to
+the demo: each is a statement a reviewer can check ("the tell is the single most important
+region in most images", "covering 2 % of the pixels costs 20 points of accuracy"), and the
+README's calibration table shows where clean and poisoned models fall over many seeds, tell
+colours, sizes and positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+PASS, WARN, FAIL, NA = "PASS", "WARN", "FAIL", "N/A"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """(warn, fail) per condition kind; a value at or above ``fail`` fails."""
+
+    removal_accuracy_drop: tuple[float, float] = (0.10, 0.20)
+    swap_follow_rate: tuple[float, float] = (0.25, 0.50)
+    tell_top_rate: tuple[float, float] = (0.25, 0.50)
+    tell_mass_excess: tuple[float, float] = (0.15, 0.30)
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Thresholds:
+        known = cls.__dataclass_fields__
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValueError(f"unknown threshold(s): {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**{k: tuple(float(x) for x in v) for k, v in values.items()})
+
+
+DESCRIPTIONS = {
+    "removal_accuracy_drop": "accuracy lost when the tell is covered by a neutral local fill",
+    "swap_follow_rate": "share of images predicted as the class whose tell colour was pasted in",
+    "tell_top_rate": "share of images whose most-attributed pixel/superpixel lies on the tell",
+    "tell_mass_excess": "positive attribution on the tell beyond its area share: (m − a)/(1 − a)",
+}
+
+
+@dataclass
+class Condition:
+    name: str
+    kind: str
+    evidence: str  # "behaviour" | "attribution"
+    value: float
+    warn: float
+    fail: float
+    status: str = field(init=False)
+    description: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.description = DESCRIPTIONS[self.kind]
+        v = self.value
+        if v is None or not np.isfinite(v):
+            self.status = NA
+        elif v >= self.fail:
+            self.status = FAIL
+        elif v >= self.warn:
+            self.status = WARN
+        else:
+            self.status = PASS
+
+
+def excess_mass(mass: float, area: float) -> float:
+    """How much of the attribution the tell holds beyond what its area earns by chance."""
+    if not (np.isfinite(mass) and np.isfinite(area)) or area >= 1:
+        return float("nan")
+    return (mass - area) / (1 - area)
+
+
+def build_conditions(
+    behaviour: dict[str, dict[str, float]],
+    methods: dict[str, dict[str, float]],
+    tell_area: float,
+    thresholds: Thresholds,
+) -> list[Condition]:
+    """Conditions from behavioural results and per-method tell scores (means over tell images)."""
+    t = thresholds
+    conds = []
+    if "removal" in behaviour:
+        v = behaviour["removal"].get("accuracy_drop", np.nan)
+        conds.append(
+            Condition(
+                "tell removal", "removal_accuracy_drop", "behaviour", v, *t.removal_accuracy_drop
+            )
+        )
+    if "swap" in behaviour:
+        v = behaviour["swap"].get("follow_rate", np.nan)
+        conds.append(
+            Condition("tell swap", "swap_follow_rate", "behaviour", v, *t.swap_follow_rate)
+        )
+    for m, s in methods.items():
+        conds.append(
+            Condition(
+                f"{m}: top on tell",
+                "tell_top_rate",
+                "attribution",
+                s.get("tell_top_rate", np.nan),
+                *t.tell_top_rate,
+            )
+        )
+        ex = excess_mass(s.get("tell_mass", np.nan), tell_area)
+        conds.append(
+            Condition(f"{m}: tell mass", "tell_mass_excess", "attribution", ex, *t.tell_mass_excess)
+        )
+    return conds  # fmt: skip
+
+
+def verdict(conditions: list[Condition]) -> str:
+    """``leak`` if any condition fails; ``clean`` if all tested ones pass or warn;
+    ``inconclusive`` if nothing could be tested (no known tell)."""
+    statuses = [c.status for c in conditions]
+    if FAIL in statuses:
+        return "leak"
+    if all(s == NA for s in statuses):
+        return "inconclusive"
+    return "clean"

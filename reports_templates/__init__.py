@@ -1,0 +1,1 @@
+"""Jinja templates for leakaudit reports (shipped as package data)."""

@@ -1,0 +1,160 @@
+"""Tell discovery finds a planted tell it was not told about, and stays quiet on clean data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.discovery import (
+    STRONG_SCORE,
+    SuspectedTell,
+    box_iou,
+    discover_tells,
+    kmeans,
+    spray,
+    suspected_tell_mask,
+)
+from leakaudit.explain.registry import make_explainer
+from leakaudit.models.train import predict_proba, train_classifier
+from leakaudit.models.zoo import SmallCNN
+from leakaudit.tells import TellSpec, poison
+
+SIZE = 32
+# Random per-class colours at an off-corner place: nothing here is passed to discovery.
+COLOURS = {
+    k: tuple(float(v) for v in np.random.default_rng(42).uniform(0, 1, (4, 3))[k]) for k in range(4)
+}
+SPEC = TellSpec(size=6, position=(20, 4), colours=COLOURS)
+TRUE_BOX = (20, 4, 26, 10)
+
+
+def _regions(ds):
+    return np.stack([s.region for s in ds])
+
+
+def _assert_found(res, classes=range(4)):
+    top = res.suspects[0]
+    assert top.strong, top
+    assert box_iou(top.box, TRUE_BOX) > 0.3
+    assert set(top.classes) <= set(classes)
+    for k in top.classes:
+        assert np.abs(np.subtract(top.colours[k], COLOURS[k])).max() < 0.1, (k, top.colours)
+
+
+def _synthetic_maps(ds, tell: bool, seed: int) -> np.ndarray:
+    """Maps = noise + the object region, plus the tell box when ``tell``."""
+    rng = np.random.default_rng(seed)
+    maps = rng.random((len(ds), SIZE, SIZE)) * 0.2
+    maps += 0.5 * _regions(ds)
+    if tell:
+        maps[:, TRUE_BOX[1] : TRUE_BOX[3], TRUE_BOX[0] : TRUE_BOX[2]] += 1.0
+    return maps.astype(np.float32)
+
+
+def test_synthetic_maps_find_tell():
+    ds = poison(make_shapes(200, seed=1, size=SIZE), SPEC, seed=1)
+    res = discover_tells(
+        _synthetic_maps(ds, True, 0), ds.images(), ds.labels(), regions=_regions(ds), seed=0
+    )
+    _assert_found(res)
+    assert sorted(res.suspects[0].classes) == [0, 1, 2, 3]
+    assert res.suspects[0].share > 0.9
+
+
+def test_synthetic_clean_no_strong_suspect():
+    ds = make_shapes(200, seed=1, size=SIZE)
+    res = discover_tells(
+        _synthetic_maps(ds, False, 0), ds.images(), ds.labels(), regions=_regions(ds), seed=0
+    )
+    assert not res.strong
+    assert all(s.score < STRONG_SCORE for s in res.suspects)
+
+
+def test_tell_in_data_but_not_used_by_model_is_not_strong():
+    # The data carry the tell, but the maps ignore it: discovery is about what the model uses.
+    ds = poison(make_shapes(200, seed=1, size=SIZE), SPEC, seed=1)
+    res = discover_tells(
+        _synthetic_maps(ds, False, 0), ds.images(), ds.labels(), regions=_regions(ds), seed=0
+    )
+    assert not res.strong
+
+
+@pytest.fixture(scope="module")
+def real():
+    train = make_shapes(400, seed=0, size=SIZE)
+    test = make_shapes(200, seed=1, size=SIZE)
+    out = {}
+    for name, tr, te in [
+        ("poisoned", poison(train, SPEC, seed=0), poison(test, SPEC, seed=1)),
+        ("clean", train, test),
+    ]:
+        model = SmallCNN(4, width=8)
+        train_classifier(model, tr.images(), tr.labels(), seed=0, epochs=8, progress=False)
+        x, y = te.images(), te.labels()
+        pred = predict_proba(model, x).argmax(1)
+        maps = make_explainer("saliency", model).attribute(x, pred).maps
+        out[name] = (maps, x, y, pred, _regions(te))
+    return out
+
+
+def test_real_poisoned_model_saliency_finds_tell(real):
+    maps, x, y, pred, regions = real["poisoned"]
+    res = discover_tells(maps, x, y, pred, regions, seed=0)
+    _assert_found(res)
+    assert res.suspects[0].examples
+
+
+def test_real_clean_model_no_strong_suspect(real):
+    maps, x, y, pred, regions = real["clean"]
+    res = discover_tells(maps, x, y, pred, regions, seed=0)
+    assert not res.strong, res.suspects[:2]
+
+
+def test_discovery_without_regions_or_predictions(real):
+    maps, x, y, _, _ = real["poisoned"]
+    res = discover_tells(maps, x, y, seed=0)
+    _assert_found(res)
+
+
+def test_deterministic(real):
+    maps, x, y, pred, regions = real["poisoned"]
+    a = discover_tells(maps, x, y, pred, regions, seed=3)
+    b = discover_tells(maps, x, y, pred, regions, seed=3)
+    assert [(s.box, s.score, s.classes) for s in a.suspects] == [
+        (s.box, s.score, s.classes) for s in b.suspects
+    ]
+
+
+def test_suspected_tell_mask():
+    s = SuspectedTell(
+        box=(28, 30, 40, 40), colour=(1, 0, 0), classes=[0], share=1, score=1, examples=[]
+    )
+    m = suspected_tell_mask(s, (32, 32, 3))
+    assert m.shape == (32, 32) and m.sum() == 4 * 2 and m[30:32, 28:32].all()
+
+
+def test_spray_separates_two_groups_and_kmeans_is_seeded():
+    rng = np.random.default_rng(0)
+    maps = rng.random((40, 32, 32)) * 0.1
+    maps[:20, :8, :8] += 1.0
+    maps[20:, 24:, 24:] += 1.0
+    res = spray(maps, seed=0)
+    assert res.n_clusters == 2
+    assert len(set(res.labels[:20])) == 1 and len(set(res.labels[20:])) == 1
+    assert res.labels[0] != res.labels[-1]
+    pts = rng.normal(size=(50, 2))
+    assert np.array_equal(kmeans(pts, 3, seed=1), kmeans(pts, 3, seed=1))
+
+
+def test_degenerate_inputs_do_not_crash():
+    ds = make_shapes(12, seed=2, size=SIZE)
+    res = discover_tells(np.zeros((12, SIZE, SIZE)), ds.images(), ds.labels(), seed=0)
+    assert res.suspects == [] and res.n_used == 0
+
+
+def test_wilson_lower_penalises_small_samples():
+    from leakaudit.discovery import wilson_lower
+
+    assert wilson_lower(3, 10) < wilson_lower(30, 100) < 0.3
+    assert wilson_lower(50, 50) > 0.9 and wilson_lower(0, 10) == 0.0 and wilson_lower(0, 0) == 0.0

@@ -1,0 +1,83 @@
+"""Rendering: self-contained HTML, data escaped, summary schema, deterministic output."""
+
+import json
+
+import numpy as np
+import pytest
+
+from leakaudit.audit import AuditResult, audit_model
+from leakaudit.data.samples import DataProblem, Dataset
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.models.zoo import build
+from leakaudit.report import render_html, to_summary, write_report
+from leakaudit.tells import TellSpec, poison
+from leakaudit.verdict import Thresholds
+
+EVIL = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def result() -> AuditResult:
+    data = make_shapes(8, seed=0, size=32)
+    data = Dataset(data.samples, [EVIL, "square", "tri&angle", "cross"])
+    data = poison(data, TellSpec(size=5), seed=0)
+    data.samples[0] = data.samples[0].with_(id='img"<b>evil</b>.png')
+    data.problems.append(DataProblem("bad<file>.jpg", "truncated <JPEG>", "skipped"))
+    spec = TellSpec(size=5)
+    methods = {"saliency": {}, "lime": {"n_samples": 16, "n_segments": 10}}
+    models = {
+        name: audit_model(
+            build("small_cnn", 4, seed=k, width=4),
+            name,
+            data,
+            methods,
+            accuracy=0.5,
+            thresholds=Thresholds(),
+            colour_for=spec.colour_for,
+            gallery=[0, 1],
+            progress=False,
+        )
+        for k, name in enumerate(["clean", "poisoned"])
+    }
+    return AuditResult("t", data.class_names, models, data, [0, 1], 0, {"x": EVIL}, Thresholds())
+
+
+def test_html_escapes_everything_from_data(result):
+    html = render_html(result)
+    assert EVIL not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>evil</b>" not in html and "&lt;b&gt;evil&lt;/b&gt;" in html
+    assert "tri&amp;angle" in html
+    assert "bad&lt;file&gt;.jpg" in html
+
+
+def test_html_is_self_contained(result):
+    html = render_html(result)
+    assert "http://" not in html and "https://" not in html
+    assert html.count("data:image/png;base64,") == 2 * (1 + 2 * 2)  # image + 2 models × 2 methods
+
+
+def test_summary_has_the_documented_keys(result):
+    s = to_summary(result)
+    for name in ("clean", "poisoned"):
+        m = s["models"][name]
+        assert m["verdict"] in ("clean", "leak", "inconclusive")
+        assert isinstance(m["accuracy"], float)
+        for method in ("saliency", "lime"):
+            assert set(m["methods"][method]) >= {"outside_mass", "tell_mass", "tell_top_rate"}
+    assert 0 < s["tell_area_fraction"] < 0.1
+    assert s["seed"] == 0
+    json.dumps(s, allow_nan=False)  # strictly valid JSON: NaN became null
+
+
+def test_outputs_are_deterministic(result, tmp_path):
+    write_report(result, tmp_path / "a")
+    write_report(result, tmp_path / "b")
+    for name in ("report.html", "summary.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_nan_scores_render_as_dash(result):
+    s = to_summary(result)
+    assert s["models"]["clean"]["methods"]["lime"]["per_class"]
+    assert np.isfinite(s["tell_area_fraction"])
