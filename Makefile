@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench bccd power lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "leakaudit needs Python 3.11, found " + sys.version.split()[0]'
@@ -28,6 +28,12 @@ lint: venv
 
 bench: venv
 	$(BIN)/leakaudit bench --out out/bench
+
+bccd: venv
+	bash examples/bccd_audit.sh
+
+power: venv
+	$(BIN)/leakaudit power --out out/power
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

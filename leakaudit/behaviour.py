@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -37,8 +37,15 @@ def neutral_fill(image: np.ndarray, mask: np.ndarray, ring: int = 2) -> np.ndarr
     return out
 
 
-def removal_test(model: nn.Module, samples: Sequence[Sample]) -> dict[str, float]:
-    """Accuracy with the tell vs with the tell covered, and the share of changed predictions."""
+def removal_test(
+    model: nn.Module, samples: Sequence[Sample], mask: np.ndarray | None = None
+) -> dict[str, float]:
+    """Accuracy with the tell vs with the tell covered, and the share of changed predictions.
+
+    ``mask`` (HW) overrides the samples' own tell masks: a *suspected* tell found without
+    annotations is tested the same way on every given sample."""
+    if mask is not None:
+        samples = [s.with_(tell=mask) for s in samples]
     with_tell = [s for s in samples if s.tell is not None and s.tell.any()]
     if not with_tell:
         return {"n": 0, "accuracy_with_tell": np.nan, "accuracy_tell_removed": np.nan,
@@ -61,28 +68,42 @@ def removal_test(model: nn.Module, samples: Sequence[Sample]) -> dict[str, float
 def swap_test(
     model: nn.Module,
     samples: Sequence[Sample],
-    n_classes: int,
-    colour_for: Callable[[int], Sequence[float]],
+    colours: Mapping[int, Sequence[float]],
+    box: tuple[int, int, int, int] | None = None,
 ) -> dict[str, float]:
     """Paint every *other* class's tell colour into each tell box; rate of predicting that class.
 
-    Chance for an accurate tell-blind model is ~0 (it keeps predicting the true class); a model
-    that follows the tell scores ~1.
+    ``colours`` maps class index → tell colour (classes without a tell are not pasted). ``box``
+    overrides the samples' own tell boxes (for a suspected tell). Chance for an accurate
+    tell-blind model is ~0 (it keeps predicting the true class); a model that follows the tell
+    scores ~1.
     """
-    with_box = [s for s in samples if s.tell_box is not None]
-    images, targets = [], []
+    with_box = [s for s in samples if (box or s.tell_box) is not None]
+    images, targets, true = [], [], []
     for s in with_box:
-        for other in range(n_classes):
+        for other, colour in colours.items():
             if other != s.label:
-                img, _ = draw_rectangle(s.image, s.tell_box, colour_for(other))
+                img, _ = draw_rectangle(s.image, box or s.tell_box, colour)
                 images.append(img)
                 targets.append(other)
+                true.append(s.label)
     if not images:
         return {"n_pairs": 0, "follow_rate": np.nan, "kept_true_class_rate": np.nan}
     preds = predict_proba(model, np.stack(images)).argmax(1)
-    true = np.repeat([s.label for s in with_box], n_classes - 1)
     return {
         "n_pairs": len(images),
         "follow_rate": float((preds == np.array(targets)).mean()),
-        "kept_true_class_rate": float((preds == true).mean()),
+        "kept_true_class_rate": float((preds == np.array(true)).mean()),
+    }
+
+
+def tell_colours(samples: Sequence[Sample]) -> dict[int, tuple[float, float, float]]:
+    """Per class, the median colour under its samples' tell masks (from the data, not a spec)."""
+    by_class: dict[int, list[np.ndarray]] = {}
+    for s in samples:
+        if s.tell is not None and s.tell.any():
+            by_class.setdefault(s.label, []).append(s.image[s.tell])
+    return {
+        k: tuple(float(c) for c in np.median(np.concatenate(v), axis=0))
+        for k, v in sorted(by_class.items())
     }

@@ -6,6 +6,7 @@ Exit codes: 0 no leak found, 1 leak found, 2 error (bad input, bad options).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -107,6 +108,311 @@ def demo(out_dir, seed, quick, tell_size, tell_position, prevalence, lime_sample
         result.models["clean"].verdict == "clean"
     )
     sys.exit(0 if expected else 1)
+
+
+def _csv(value: str | None, cast=str) -> list | None:
+    if value is None:
+        return None
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"cannot parse {value!r}") from exc
+
+
+def _colour(value: str) -> tuple[float, float, float]:
+    """'#ff0000', 'ff0000' or '255,0,0' → RGB floats in [0, 1]."""
+    v = value.strip().lstrip("#")
+    try:
+        if "," in v:
+            parts = [float(x) for x in v.split(",")]
+            if len(parts) != 3:
+                raise ValueError
+            rgb = tuple(p / 255 if max(parts) > 1 else p for p in parts)
+        else:
+            if len(v) != 6:
+                raise ValueError
+            rgb = tuple(int(v[i : i + 2], 16) / 255 for i in (0, 2, 4))
+    except ValueError as exc:
+        raise click.BadParameter(f"colour {value!r}: use #rrggbb or R,G,B") from exc
+    return rgb  # type: ignore[return-value]
+
+
+FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
+
+
+@main.command()
+@click.option("--data", help="Dataset path (folder, VOC root, COCO json, or CSV file).")
+@click.option(
+    "--format", "format_", type=FORMATS, default=None, help="Dataset format [default: imagefolder]."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["image", "crop"]),
+    default=None,
+    help="image: one sample per image; crop: one sample per annotated object "
+    "(detection datasets) [default: image].",
+)
+@click.option(
+    "--size",
+    type=int,
+    default=None,
+    help="Resize samples to SIZE×SIZE [default: the model card's size, else 64 in crop mode].",
+)
+@click.option(
+    "--margin",
+    type=float,
+    default=None,
+    help="Crop mode: context around each box, as a fraction of its size [0.5].",
+)
+@click.option(
+    "--classes", default=None, help="Comma-separated class names in the model's output order."
+)
+@click.option("--max-per-class", type=int, default=None, help="Cap samples per class (seeded).")
+@click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
+@click.option("--masks", default=None, help="imagefolder: parallel tree of region-mask PNGs.")
+@click.option(
+    "--tells",
+    default=None,
+    help="tells.json of an injected copy (found automatically beside the data).",
+)
+@click.option("--model", default=None, help="TorchScript file or state_dict checkpoint.")
+@click.option(
+    "--arch",
+    default=None,
+    help="For a state_dict: module:Class, file.py:Class or a bundled name (small_cnn).",
+)
+@click.option(
+    "--train",
+    is_flag=True,
+    default=None,
+    help="Train a bundled model on part of the data and audit the held-out rest.",
+)
+@click.option(
+    "--methods", default=None, help="Comma-separated attribution methods [default: saliency,lime]."
+)
+@click.option("--lime-samples", type=int, default=None, help="LIME samples per image [500].")
+@click.option("--limit", type=int, default=None, help="Audit at most N images (stratified).")
+@click.option("--seed", type=int, default=None, help="Seed for every random choice [0].")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file with any of these options (CLI flags win).",
+)
+@click.option("--out", default=None, help="Output folder [out/audit].")
+@click.option("--cache-dir", default=None, help="Attribution cache [.leakaudit-cache].")
+@click.option(
+    "--no-cache",
+    "no_cache",
+    is_flag=True,
+    default=None,
+    help="Neither read nor write the attribution cache.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def audit(config_path, quiet, format_, classes, methods, train, no_cache, **cli):
+    """Audit a model on your dataset; exit 0 = no leak found, 1 = leak found, 2 = error.
+
+    Explains every image (saliency, LIME), scores attribution outside the annotated objects
+    and on known tells (tells.json written by `leakaudit inject`), looks for suspected tells
+    without annotations and tests them by removing and swapping them, runs a randomisation
+    sanity check per method and a region-ablation test, and writes report.html +
+    summary.json into --out.
+    """
+    from leakaudit.pipeline import AuditOptions, run_audit
+    from leakaudit.report import write_report
+
+    cli.update(format=format_, classes=_csv(classes), methods=_csv(methods), train=train,
+               cache=False if no_cache else None)  # fmt: skip
+    opts = AuditOptions.merged(config_path, cli)
+    result = run_audit(opts, progress=not quiet)
+    html, summary = write_report(result, opts.out)
+    model = result.models["model"]
+    problems = len(result.eval_data.problems)
+    click.echo(f"verdict: {model.verdict.upper()}  (accuracy on audited images "
+               f"{model.eval_accuracy:.3f}; {len(result.eval_data)} images; "
+               f"{problems} data problem(s) listed in the report)")  # fmt: skip
+    for c in model.conditions:
+        if c.status in ("FAIL", "WARN"):
+            click.echo(f"  {c.status}: {c.name} = {c.value:.3f} (fail ≥ {c.fail:g})")
+    click.echo(f"report:  {html}")
+    click.echo(f"summary: {summary}")
+    sys.exit(1 if model.verdict == "leak" else 0)
+
+
+@main.command()
+@click.option("--data", required=True, help="Dataset to copy (any supported format).")
+@click.option("--format", "format_", type=FORMATS, default="imagefolder", show_default=True)
+@click.option("--out", required=True, help="New folder for the poisoned copy.")
+@click.option(
+    "--colour",
+    "colours",
+    multiple=True,
+    help="CLASS=#rrggbb (repeatable); classes without one get the default palette.",
+)
+@click.option("--classes", default=None, help="Only poison these classes (comma-separated).")
+@click.option(
+    "--size",
+    "tell_size",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Tell side in pixels (with --anchor object: in crop pixels).",
+)
+@click.option(
+    "--position",
+    default="top-left",
+    show_default=True,
+    help="top-left | top-right | bottom-left | bottom-right | random | X,Y",
+)
+@click.option(
+    "--prevalence",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Fraction of each poisoned class's images that get the tell.",
+)
+@click.option(
+    "--anchor",
+    type=click.Choice(["image", "object"]),
+    default="image",
+    show_default=True,
+    help="Place the tell in the image, or at each annotated object's crop (for crop-mode audits).",
+)
+@click.option(
+    "--crop-size",
+    type=int,
+    default=None,
+    help="With --anchor object: crop side the audit will use [64].",
+)
+@click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def inject(data, format_, out, colours, classes, tell_size, position, prevalence, anchor,
+           crop_size, images_root, seed):  # fmt: skip
+    """Write a poisoned copy of a dataset in the same format, plus tells.json.
+
+    The copy is the control experiment: train on it and audit, and the audit must find the
+    tell. Images are written as lossless PNG (JPEG would smear a solid tell).
+    """
+    from leakaudit.data.formats import read_dataset
+    from leakaudit.inject import inject_dataset
+    from leakaudit.tells import TellSpec
+
+    extra = {"images_root": images_root} if images_root else {}
+    names = read_dataset(data, format_, **extra).class_names if format_ == "imagefolder" else None
+    if names is None:
+        kw = {"mode": "crop"} if anchor == "object" else {"label_rule": "majority"}
+        names = read_dataset(data, format_, **kw, **extra).class_names
+    colour_map = {}
+    for item in colours:
+        name, _, value = item.partition("=")
+        if name not in names:
+            raise click.BadParameter(f"--colour: unknown class {name!r}; classes: {names}")
+        colour_map[names.index(name)] = _colour(value)
+    spec = TellSpec(size=tell_size, position=_position(position), prevalence=prevalence,
+                    colours=None)  # fmt: skip
+    if colour_map:
+        from leakaudit.tells import PALETTE
+
+        full = {k: colour_map.get(k, PALETTE[k % len(PALETTE)]) for k in range(len(names))}
+        spec = TellSpec(size=tell_size, position=_position(position), prevalence=prevalence,
+                        colours=full)  # fmt: skip
+    res = inject_dataset(data, format_, out, spec, seed, anchor=anchor,
+                         poison_classes=_csv(classes), size=crop_size, **extra)  # fmt: skip
+    click.echo(f"wrote {res.n_images} images ({res.n_tells} tells: {res.tells_per_class}) to "
+               f"{res.out_dir}")  # fmt: skip
+    click.echo(f"tells:   {res.tells_path}")
+    click.echo(f"read it: --data {res.read_path} --format {res.format}")
+
+
+@main.command("train")
+@click.option("--data", required=True, help="Dataset path.")
+@click.option("--format", "format_", type=FORMATS, default="imagefolder", show_default=True)
+@click.option("--mode", type=click.Choice(["image", "crop"]), default="image", show_default=True)
+@click.option("--size", type=int, default=64, show_default=True, help="Input side in pixels.")
+@click.option("--margin", type=float, default=0.5, show_default=True)
+@click.option("--max-per-class", type=int, default=None)
+@click.option("--arch", default="small_cnn", show_default=True)
+@click.option(
+    "--epochs",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Upper bound; early stopping on a validation split ends sooner.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, help="Checkpoint path (.pt); model_card.json goes beside.")
+@click.option("--quiet", is_flag=True)
+def train_cmd(data, format_, mode, size, margin, max_per_class, arch, epochs, seed, out, quiet):
+    """Train a bundled small CNN (seeded, early stopping) and save checkpoint + model card."""
+    from leakaudit.data.formats import read_dataset
+    from leakaudit.models.fit import fit
+    from leakaudit.models.load import save_checkpoint
+
+    kw: dict = {"size": size, "seed": seed}
+    if format_ != "imagefolder":
+        kw.update(mode=mode, margin=margin)
+    if max_per_class:
+        kw["max_per_class"] = max_per_class
+    ds = read_dataset(data, format_, **kw)
+    model, report = fit(ds, arch=arch, seed=seed, epochs=epochs, progress=not quiet)
+    card = save_checkpoint(model, arch, report.get("arch_kwargs", {}), ds.class_names,
+                           {"input_size": size}, report, out, seed=seed)  # fmt: skip
+    click.echo(f"trained {arch} on {len(ds)} samples {ds.counts()}: validation accuracy "
+               f"{report.get('val_accuracy', float('nan')):.3f}")  # fmt: skip
+    click.echo(f"checkpoint: {out}")
+    click.echo(f"model card: {card}")
+
+
+@main.command()
+@click.option("--out", default="out/bench", show_default=True, help="Folder for bench.json.")
+@click.option("--quick", is_flag=True, help="Fewer images and samples (about a minute).")
+@click.option(
+    "--samples",
+    type=int,
+    default=1000,
+    show_default=True,
+    help="LIME samples per image for every LIME implementation.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def bench(out, quick, samples, seed):
+    """Measure speed side by side in one process: raw forward, saliency, our LIME, the lime
+    package and captum Lime on the same model, images, segmentation and sample count; prints
+    images/s, ratios and fidelity, writes bench.json."""
+    from leakaudit.bench import run_bench
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    run_bench(n_samples=samples, seed=seed, quick=quick, out_json=Path(out) / "bench.json")
+
+
+@main.command()
+@click.option("--out", default="out/power", show_default=True)
+@click.option("--sizes", default="4,6,8,10", show_default=True, help="Tell sides in pixels.")
+@click.option("--prevalences", default="0.5,0.8,1.0", show_default=True)
+@click.option("--seeds", default="0,1", show_default=True)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Use the full demo configuration (64 px, 2 400 "
+    "images) instead of the quick one (48 px, 1 600 images).",
+)
+@click.option("--quiet", is_flag=True)
+def power(out, sizes, prevalences, seeds, full, quiet):
+    """Detection power: plant tells of several sizes and prevalences (random colours and
+    positions), train, audit; print detection and false-alarm rates per cell."""
+    import json
+
+    from leakaudit.demo import DemoConfig
+    from leakaudit.power import format_power_table, run_power
+
+    res = run_power(sizes=tuple(_csv(sizes, int)), prevalences=tuple(_csv(prevalences, float)),
+                    seeds=tuple(_csv(seeds, int)), base=DemoConfig() if full else None,
+                    progress=not quiet)  # fmt: skip
+    Path(out).mkdir(parents=True, exist_ok=True)
+    text = format_power_table(res)
+    (Path(out) / "power.md").write_text(text + "\n")
+    (Path(out) / "power.json").write_text(json.dumps(res.to_json(), indent=2))
+    click.echo(text)
 
 
 def run() -> None:

@@ -120,7 +120,7 @@ def run_demo(
             methods,
             accuracy=own_acc[name],
             thresholds=thresholds,
-            colour_for=spec.colour_for,
+            colours={k: spec.colour_for(k) for k in range(c.n_classes)},
             gallery=gallery,
             progress=progress,
         )

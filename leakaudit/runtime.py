@@ -37,14 +37,18 @@ def tune_allocator() -> bool:
 
 
 def configure() -> None:
-    """Apply once per process: allocator fix and one intra-op thread per core."""
+    """Apply once per process: allocator fix and one intra-op thread per core.
+
+    ``LEAKAUDIT_THREADS`` overrides the thread count: on a machine shared with other jobs,
+    one thread per core oversubscribes the CPU and training can slow down many times over."""
     global _configured
     if _configured:
         return
     _configured = True
     if os.environ.get("LEAKAUDIT_NO_MALLOPT") != "1":
         tune_allocator()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    threads = os.environ.get("LEAKAUDIT_THREADS")
+    torch.set_num_threads(int(threads) if threads else max(1, os.cpu_count() or 1))
 
 
 def seed_everything(seed: int) -> np.random.Generator:

@@ -39,16 +39,21 @@ def tell_mass(attr: np.ndarray, tell: np.ndarray | None) -> float:
 
 
 def tell_hit(attr: np.ndarray, tell: np.ndarray | None) -> float:
-    """1.0 when the single most-attributed pixel lies on the tell, else 0.0 (NaN if no tell).
+    """1.0 when the top-attributed region lands on the tell, else 0.0 (NaN if no tell).
 
-    For LIME's map (weight / area) that pixel belongs to the superpixel with the highest weight
-    density, so this is LIME's "top superpixel is the tell"."""
+    The top region is the set of pixels at the map's maximum: one pixel for gradient maps, a
+    whole superpixel for LIME's map. It counts as on the tell when the overlap covers at least
+    half of the smaller of the two — so a superpixel that swallowed a small tell counts, and so
+    does a small superpixel inside a big tell, but not a big superpixel that merely grazes it."""
     if tell is None or not np.asarray(tell).any():
         return float("nan")
-    a = np.asarray(attr)
-    if not np.isfinite(a).any() or a.max() <= 0:
+    a = np.asarray(attr, dtype=np.float64)
+    if not np.isfinite(a).all() or a.max() <= 0:
         return float("nan")
-    return float(np.asarray(tell).ravel()[int(np.argmax(a))])
+    top = a == a.max()
+    tell = np.asarray(tell, dtype=bool)
+    overlap = (top & tell).sum()
+    return float(overlap >= 0.5 * min(top.sum(), tell.sum()))
 
 
 def area_fraction(mask: np.ndarray | None) -> float:

@@ -24,6 +24,9 @@ class Thresholds:
     swap_follow_rate: tuple[float, float] = (0.25, 0.50)
     tell_top_rate: tuple[float, float] = (0.25, 0.50)
     tell_mass_excess: tuple[float, float] = (0.15, 0.30)
+    # Region ablation is evidence, not a verdict by itself: context can honestly carry class
+    # information (e.g. cell crops whose scale differs by class), so it only warns by default.
+    ablation_retained: tuple[float, float] = (0.5, float("inf"))
 
     def as_dict(self) -> dict[str, list[float]]:
         return {k: list(v) for k, v in asdict(self).items()}
@@ -42,6 +45,7 @@ DESCRIPTIONS = {
     "swap_follow_rate": "share of images predicted as the class whose tell colour was pasted in",
     "tell_top_rate": "share of images whose most-attributed pixel/superpixel lies on the tell",
     "tell_mass_excess": "positive attribution on the tell beyond its area share: (m − a)/(1 − a)",
+    "ablation_retained": "share of above-chance accuracy kept with the object removed",
 }
 
 
@@ -81,37 +85,54 @@ def build_conditions(
     methods: dict[str, dict[str, float]],
     tell_area: float,
     thresholds: Thresholds,
+    untrusted: set[str] | frozenset[str] = frozenset(),
 ) -> list[Condition]:
-    """Conditions from behavioural results and per-method tell scores (means over tell images)."""
+    """Conditions from behavioural results and per-method tell scores (means over tell images).
+
+    Methods in ``untrusted`` failed the randomisation sanity check: their conditions are shown
+    but marked N/A, since their maps do not depend on the model."""
     t = thresholds
     conds = []
     if "removal" in behaviour:
         v = behaviour["removal"].get("accuracy_drop", np.nan)
-        conds.append(
-            Condition(
-                "tell removal", "removal_accuracy_drop", "behaviour", v, *t.removal_accuracy_drop
-            )
-        )
+        conds.append(Condition("tell removal", "removal_accuracy_drop", "behaviour", v,
+                               *t.removal_accuracy_drop))  # fmt: skip
     if "swap" in behaviour:
         v = behaviour["swap"].get("follow_rate", np.nan)
-        conds.append(
-            Condition("tell swap", "swap_follow_rate", "behaviour", v, *t.swap_follow_rate)
-        )
+        conds.append(Condition("tell swap", "swap_follow_rate", "behaviour", v,
+                               *t.swap_follow_rate))  # fmt: skip
     for m, s in methods.items():
-        conds.append(
-            Condition(
-                f"{m}: top on tell",
-                "tell_top_rate",
-                "attribution",
-                s.get("tell_top_rate", np.nan),
-                *t.tell_top_rate,
-            )
-        )
+        top = s.get("tell_top_rate", np.nan)
         ex = excess_mass(s.get("tell_mass", np.nan), tell_area)
-        conds.append(
-            Condition(f"{m}: tell mass", "tell_mass_excess", "attribution", ex, *t.tell_mass_excess)
-        )
-    return conds  # fmt: skip
+        pair = [
+            Condition(f"{m}: top on tell", "tell_top_rate", "attribution", top, *t.tell_top_rate),
+            Condition(f"{m}: tell mass", "tell_mass_excess", "attribution", ex,
+                      *t.tell_mass_excess),
+        ]  # fmt: skip
+        for c in pair:
+            if m in untrusted and c.status != NA:
+                c.status, c.name = NA, f"{c.name} (method failed sanity check)"
+        conds += pair
+    return conds
+
+
+def suspect_conditions(suspects: list, thresholds: Thresholds) -> list[Condition]:
+    """Behavioural conditions on the top suspected tell found *without* annotations.
+
+    Only a strong suspect is tested against the thresholds: the behaviour, not the picture, is
+    the evidence, so a suspect that the model does not actually use cannot fail the audit."""
+    strong = [s for s in suspects if s.found.strong]
+    if not strong:
+        return []
+    top, t = strong[0], thresholds
+    drop = top.removal.get("accuracy_drop", np.nan)
+    follow = top.swap.get("follow_rate", np.nan) if top.swap else np.nan
+    return [
+        Condition("suspected tell removal", "removal_accuracy_drop", "behaviour", drop,
+                  *t.removal_accuracy_drop),
+        Condition("suspected tell swap", "swap_follow_rate", "behaviour", follow,
+                  *t.swap_follow_rate),
+    ]  # fmt: skip
 
 
 def verdict(conditions: list[Condition]) -> str:

@@ -33,7 +33,7 @@ def result() -> AuditResult:
             methods,
             accuracy=0.5,
             thresholds=Thresholds(),
-            colour_for=spec.colour_for,
+            colours={k: spec.colour_for(k) for k in range(4)},
             gallery=[0, 1],
             progress=False,
         )

@@ -68,3 +68,14 @@ def test_shape_mismatch_is_an_error():
 
 def test_area_fraction_is_chance_level():
     assert scores.area_fraction(_mask()) == pytest.approx(0.5)
+
+
+def test_tell_hit_with_a_superpixel_map():
+    tell = np.zeros((8, 8), dtype=bool)
+    tell[0:2, 0:2] = True  # 4 pixels
+    lime_like = np.zeros((8, 8))
+    lime_like[0:4, 0:4] = 1.0  # top superpixel (16 px) swallows the whole tell: a hit
+    assert scores.tell_hit(lime_like, tell) == 1.0
+    grazing = np.zeros((8, 8))
+    grazing[1:6, 1:6] = 1.0  # covers 1 of the 4 tell pixels: not a hit
+    assert scores.tell_hit(grazing, tell) == 0.0

@@ -134,7 +134,7 @@ class Lime(Explainer):
         kernel_width: float = 0.25,
         alpha: float = 1.0,
         seed: int = 0,
-        forward_batch: int = 1024,
+        forward_batch: int = 256,
         images_per_chunk: int = 16,
         sampling: str = "antithetic",
     ) -> None:

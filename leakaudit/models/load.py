@@ -347,6 +347,8 @@ def save_checkpoint(
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     """The metadata (classes, preprocessing, metrics…) of a ``save_checkpoint`` file, or {}."""
+    if not Path(path).is_file() or _is_torchscript(Path(path)):
+        return {}
     try:
         obj = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception:

@@ -57,6 +57,34 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
                 },
             }
         models[name] = {
+            "suspected_tells": [
+                {
+                    "box": list(x.found.box),
+                    "colour": list(x.found.colour),
+                    "classes": [result.class_names[k] for k in x.found.classes],
+                    "share": x.found.share,
+                    "score": x.found.score,
+                    "strong": x.found.strong,
+                    "source": x.found.source,
+                    "removal": x.removal,
+                    "swap": x.swap,
+                    "iou_with_known_tell": x.iou_with_known,
+                }
+                for x in audit.suspects
+            ],
+            "sanity": {
+                m: {
+                    "passed": r.passed,
+                    "final_spearman": r.final_spearman,
+                    "reason": r.reason,
+                    "layers": [
+                        {"layer": st.layer, "spearman": st.spearman, "ssim": st.ssim}
+                        for st in r.steps
+                    ],
+                }
+                for m, r in audit.sanity.items()
+            },
+            "region_ablation": audit.ablation,
             "verdict": audit.verdict,
             "accuracy": audit.accuracy,
             "eval_accuracy": audit.eval_accuracy,

@@ -1,0 +1,201 @@
+"""``leakaudit audit`` on a user's data and model: read, load (or train), audit, return a result.
+
+Options come from defaults < ``--config audit.toml`` < command-line flags; the effective options
+are written into the report. Everything that is wrong with the input raises a ``LeakauditError``
+subclass naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leakaudit.audit import AuditResult, Checks, audit_model
+from leakaudit.cache import AttributionCache
+from leakaudit.data.formats import read_dataset
+from leakaudit.data.samples import Dataset
+from leakaudit.errors import ConfigError, DatasetError
+from leakaudit.explain import EXPLAINERS
+from leakaudit.models.fit import fit, stratified_split
+from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
+from leakaudit.runtime import configure
+from leakaudit.verdict import Thresholds
+
+
+@dataclass
+class AuditOptions:
+    """Every option of ``leakaudit audit``; each is settable in the TOML config too."""
+
+    data: str | None = None
+    format: str = "imagefolder"  # imagefolder | voc | coco | csv
+    mode: str = "image"  # image | crop (one sample per annotated object)
+    size: int | None = None  # side to resize to; default: the model card's, else 64 for crops
+    margin: float = 0.5  # crop context around each box, as a fraction of the box size
+    classes: list[str] | None = None  # class order = model output order
+    skip_unknown: bool = False
+    label_rule: str = "unique"
+    max_per_class: int | None = None
+    images_root: str | None = None  # coco/csv: where the images are
+    masks: str | None = None  # imagefolder: parallel tree of region masks
+    tells: str | None = None  # tells.json of an injected copy (found automatically beside it)
+    model: str | None = None
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    channel_order: str = "RGB"
+    train: bool = False  # train a bundled model on part of the data and audit the rest
+    epochs: int = 30
+    test_fraction: float = 0.3
+    methods: list[str] = field(default_factory=lambda: ["saliency", "lime"])
+    lime_samples: int = 500
+    lime_segments: int = 50
+    lime_baseline: str = "blur"
+    limit: int | None = None  # audit at most this many images (seeded, stratified)
+    seed: int = 0
+    discovery: bool = True
+    sanity: bool = True
+    ablation: bool = True
+    thresholds: dict[str, list[float]] = field(default_factory=dict)
+    cache: bool = True  # reuse attributions across runs (resume after an interruption)
+    cache_dir: str = ".leakaudit-cache"
+    out: str = "out/audit"
+
+    @classmethod
+    def merged(cls, config_path: str | None, cli: dict[str, Any]) -> AuditOptions:
+        """Defaults, then the TOML file (top level or an [audit] table), then CLI values."""
+        values: dict[str, Any] = {}
+        if config_path:
+            try:
+                raw = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+            except FileNotFoundError as e:
+                raise ConfigError(f"config file not found: {config_path}") from e
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{config_path}: invalid TOML: {e}") from e
+            values.update(raw.get("audit", raw))
+        values.update({k: v for k, v in cli.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} (known: {sorted(known)})")
+        opts = cls(**values)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ConfigError("no dataset given: use --data PATH (or data = ... in the config)")
+        if not self.model and not self.train:
+            raise ConfigError("give a model with --model FILE, or --train to train one")
+        unknown = [m for m in self.methods if m not in EXPLAINERS]
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; known: {sorted(EXPLAINERS)}")
+        if self.mode not in ("image", "crop"):
+            raise ConfigError(f"mode must be image or crop, got {self.mode!r}")
+        try:
+            Thresholds.from_dict(self.thresholds)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"bad thresholds: {e}") from e
+
+
+def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None) -> dict:
+    """Reader keyword arguments for the chosen format (each reader takes only its own)."""
+    kw: dict[str, Any] = {"size": size, "classes": classes, "skip_unknown": opts.skip_unknown}
+    kw["seed"] = opts.seed
+    if opts.max_per_class:
+        kw["max_per_class"] = opts.max_per_class
+    if opts.tells:
+        kw["tells_path"] = opts.tells
+    if opts.format == "imagefolder":
+        kw["masks_root"] = opts.masks
+    else:
+        kw.update(mode=opts.mode, label_rule=opts.label_rule, margin=opts.margin)
+        if opts.format in ("coco", "csv") and opts.images_root:
+            kw["images_root"] = opts.images_root
+    return kw
+
+
+def stratified_limit(data: Dataset, limit: int | None, seed: int) -> Dataset:
+    """At most ``limit`` samples, the same share from every class, chosen with ``seed``."""
+    if not limit or limit >= len(data):
+        return data
+    rng = np.random.default_rng(seed)
+    labels = data.labels()
+    share = limit / len(data)
+    keep: list[int] = []
+    for k in range(len(data.class_names)):
+        idx = np.flatnonzero(labels == k)
+        keep += list(rng.choice(idx, size=max(1, round(share * len(idx))), replace=False))
+    return data.subset(sorted(keep)[: max(limit, 1)])
+
+
+def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
+    configure()
+    thresholds = Thresholds.from_dict(opts.thresholds)
+    meta = read_checkpoint_meta(opts.model) if opts.model else {}
+    prep = meta.get("preprocessing") or {}
+    classes = opts.classes or meta.get("classes")
+    size = opts.size or prep.get("input_size") or (64 if opts.mode == "crop" else None)
+    data = read_dataset(opts.data, opts.format, **read_options(opts, size, classes))
+    if len(data) == 0:
+        raise DatasetError(f"{opts.data}: no usable samples after reading and filtering")
+    notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
+    spec = ModelSpec(
+        path=opts.model,
+        arch=opts.arch or meta.get("arch"),
+        kwargs=dict(opts.arch_kwargs or meta.get("arch_kwargs") or {}),
+        input_size=size,
+        mean=opts.mean or prep.get("mean"),
+        std=opts.std or prep.get("std"),
+        channel_order=opts.channel_order,
+        class_names=list(data.class_names),
+    )
+    if opts.train:
+        train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
+        model, report = fit(data.subset(train_idx), seed=opts.seed, epochs=opts.epochs,
+                            progress=progress)  # fmt: skip
+        eval_data = data.subset(test_idx)
+        notes.append(
+            f"Model trained here on {len(train_idx)} samples (validation accuracy "
+            f"{report.get('val_accuracy', float('nan')):.3f}); audited on the "
+            f"{len(test_idx)} held-out samples."
+        )
+    else:
+        model = load_model(opts.model, spec.arch, spec.kwargs, n_classes=len(data.class_names))
+        check_output_width(model, spec, len(data.class_names))
+        model = spec.wrap(model)
+        eval_data = data
+    eval_data = stratified_limit(eval_data, opts.limit, opts.seed)
+    eval_data.problems = list(data.problems)
+    methods = {m: {} for m in opts.methods}
+    if "lime" in methods:
+        methods["lime"] = {"n_samples": opts.lime_samples, "n_segments": opts.lime_segments,
+                           "baseline": opts.lime_baseline, "seed": opts.seed}  # fmt: skip
+    gallery = list(np.linspace(0, len(eval_data) - 1, num=min(8, len(eval_data)), dtype=int))
+    checks = Checks(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
+                    seed=opts.seed)  # fmt: skip
+    audit = audit_model(
+        model, "model", eval_data, methods, accuracy=float("nan"), thresholds=thresholds,
+        gallery=sorted({int(i) for i in gallery}), progress=progress, checks=checks,
+        cache=AttributionCache(opts.cache_dir, enabled=opts.cache),
+    )  # fmt: skip
+    audit.accuracy = audit.eval_accuracy
+    if not any(s.tell is not None for s in eval_data):
+        notes.append("No tell annotations (tells.json): verdict rests on discovered suspects.")
+    config = asdict(opts)
+    config["model_spec"] = spec.to_dict()
+    return AuditResult(
+        title=f"leakaudit audit: {Path(opts.data).name}",
+        class_names=list(data.class_names),
+        models={"model": audit},
+        eval_data=eval_data,
+        gallery=sorted({int(i) for i in gallery}),
+        seed=opts.seed,
+        config=config,
+        thresholds=thresholds,
+        notes=[*notes, f"Class counts audited: {eval_data.counts()}."],
+    )

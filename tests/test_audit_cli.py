@@ -1,0 +1,123 @@
+"""`leakaudit audit` end to end on an image folder: exit codes follow the verdict.
+
+The cheating model is built by hand, so the test needs no training: it classifies by the mean
+colour of the top-left corner patch — exactly where the planted tells are — and ignores the
+object. It must be caught (exit 1). A model that ignores its input entirely has nothing to
+catch (exit 0). Bad input exits 2 with a message naming the problem.
+"""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from leakaudit.cli import main, run
+from leakaudit.data.images import save_png
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.tells import PALETTE, TellSpec, poison
+
+SIZE, TELL = 32, 6
+
+
+class CornerReader(nn.Module):
+    """Nearest palette colour of the corner patch: logits = 2·p·c − |c|² (argmax = nearest)."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        pal = torch.tensor(PALETTE[:n_classes], dtype=torch.float32)
+        self.head = nn.Linear(3, n_classes)
+        with torch.no_grad():
+            self.head.weight.copy_(2 * pal * 10)
+            self.head.bias.copy_(-(pal**2).sum(1) * 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patch = x[:, :, 2:8, 2:8].mean(dim=(2, 3))  # the 6×6 tell at (2, 2)
+        return self.head(patch)
+
+
+class Constant(nn.Module):
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.linspace(1, 0, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(x.shape[0], -1) + 0 * x.mean(dim=(1, 2, 3))[:, None]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit")
+    data = poison(make_shapes(40, seed=3, size=SIZE), TellSpec(size=TELL), seed=0)
+    for s in data:
+        save_png(s.image, root / "data" / data.class_names[s.label] / f"{s.id}.png")
+        save_png(np.repeat(s.region[..., None], 3, -1).astype(np.float32),
+                 root / "masks" / data.class_names[s.label] / f"{s.id}.png")  # fmt: skip
+    for name, model in (("cheat", CornerReader(4)), ("constant", Constant(4))):
+        torch.jit.script(model).save(str(root / f"{name}.pt"))
+    return root
+
+
+def _audit(root, model, *extra):
+    args = ["audit", "--data", str(root / "data"), "--masks", str(root / "masks"),
+            "--model", str(root / model), "--classes", "disc,square,triangle,cross",
+            "--methods", "saliency", "--quiet", "--out", str(root / f"out-{model}"),
+            "--cache-dir", str(root / "cache"),
+            *extra]  # fmt: skip
+    return CliRunner().invoke(main, args)
+
+
+def test_cheating_model_is_caught_without_tell_annotations(workspace):
+    res = _audit(workspace, "cheat.pt")
+    assert res.exit_code == 1, res.output
+    s = json.loads((workspace / "out-cheat.pt" / "summary.json").read_text())
+    m = s["models"]["model"]
+    assert m["verdict"] == "leak"
+    top = m["suspected_tells"][0]
+    assert top["strong"]
+    x0, y0, x1, y1 = top["box"]
+    assert x0 <= 4 and y0 <= 4 and x1 >= 6 and y1 >= 6  # found the corner it was not told about
+    assert m["methods"]["saliency"]["outside_mass"] > 0.9
+
+
+def test_input_blind_model_is_not_flagged_and_fails_sanity(workspace):
+    res = _audit(workspace, "constant.pt")
+    assert res.exit_code == 0, res.output
+    s = json.loads((workspace / "out-constant.pt" / "summary.json").read_text())
+    assert s["models"]["model"]["verdict"] != "leak"
+    assert s["models"]["model"]["sanity"]["saliency"]["passed"] is False
+
+
+def test_config_file_sets_options_and_cli_wins(workspace, tmp_path):
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('[audit]\nmethods = ["saliency"]\nlimit = 28\nseed = 5\n')
+    res = _audit(workspace, "cheat.pt", "--config", str(cfg), "--seed", "7")
+    assert res.exit_code == 1, res.output
+    s = json.loads((workspace / "out-cheat.pt" / "summary.json").read_text())
+    assert s["config"]["limit"] == 28 and s["seed"] == 7 and s["n_eval"] <= 28
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "missing.pt"], "not found"),
+        (["--config", "nope.toml"], "config file not found"),
+        (["--methods", "magic"], "unknown method"),
+        (["--classes", "disc,square,triangle"], "triangle"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(workspace, args, message):
+    base = ["leakaudit", "audit", "--data", str(workspace / "data"), "--quiet",
+            "--model", str(workspace / "cheat.pt"), "--out", str(workspace / "bad")]  # fmt: skip
+    argv = base + args
+    old = sys.argv
+    sys.argv = argv
+    try:
+        with pytest.raises(SystemExit) as exc:
+            run()
+    finally:
+        sys.argv = old
+    assert exc.value.code == 2

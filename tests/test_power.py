@@ -1,0 +1,127 @@
+"""Power sweep on a tiny configuration: structure, rates in [0, 1], a big tell is caught."""
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from leakaudit.demo import DemoConfig
+from leakaudit.errors import ConfigError
+from leakaudit.power import (
+    PowerResult,
+    TellStyle,
+    calibration_table,
+    draw_style,
+    format_power_table,
+    run_power,
+)
+from leakaudit.tells import CORNERS
+
+# 32 px and 1 280 training images: the clean model still learns shapes (~0.6 vs 0.25 chance)
+TINY = replace(
+    DemoConfig.quick(),
+    n_images=1600,
+    size=32,
+    epochs=8,
+    batch_size=32,
+    n_eval=40,
+    lime_samples=80,
+    lime_segments=20,
+)
+RATES = (
+    "detection_rate",
+    "false_alarm_rate",
+    "missed_but_warned_rate",
+    "clean_warned_rate",
+    "discovery_hit_rate",
+    "clean_strong_suspect_rate",
+)
+
+
+@pytest.fixture(scope="module")
+def result() -> PowerResult:
+    return run_power(
+        sizes=(4, 8), prevalences=(1.0,), seeds=(0,), base=TINY, progress=False, threads=1
+    )
+
+
+def test_table_has_one_row_per_cell_and_rates_in_unit_interval(result):
+    t = result.table()
+    assert len(t) == 2
+    assert sorted(zip(t["size"], t["prevalence"], strict=True)) == [(4, 1.0), (8, 1.0)]
+    assert (t["runs"] == 1).all()
+    for col in RATES:
+        v = t[col].dropna()
+        assert ((v >= 0) & (v <= 1)).all(), col
+
+
+def test_runs_record_verdicts_conditions_accuracies_and_discovery(result):
+    assert len(result.runs) == 2
+    for r in result.runs:
+        assert set(r.verdicts) == {"clean", "poisoned"}
+        names = {c["name"] for c in r.conditions["poisoned"]}
+        assert {"tell removal", "tell swap", "saliency: tell mass", "lime: tell mass"} <= names
+        assert r.clean_accuracy > 0.4  # chance is 0.25: the clean model learned shapes
+        assert r.poisoned_accuracy > r.poisoned_accuracy_on_clean  # it uses the tell
+        assert r.discovery["poisoned_saliency"]["hit"] in (True, False)
+    # one clean model per seed: the same accuracy in every cell
+    assert len({r.clean_accuracy for r in result.runs}) == 1
+
+
+def test_large_full_prevalence_tell_is_detected(result):
+    big = next(r for r in result.runs if r.size == 8)
+    assert big.verdicts["poisoned"] == "leak"
+    assert result.table().set_index("size").loc[8, "detection_rate"] == 1.0
+    assert result.smallest_detected()[1.0] in (4, 8)
+
+
+def test_calibration_table_covers_every_condition_with_thresholds(result):
+    cal = calibration_table(result)
+    assert {"tell removal", "tell swap", "saliency: top on tell", "lime: tell mass"} <= set(
+        cal["condition"]
+    )
+    row = cal.set_index("condition").loc["tell swap"]
+    assert (row["warn"], row["fail"]) == result.thresholds.swap_follow_rate
+    assert row["poisoned_max"] >= row["poisoned_min"]
+    assert row["n_clean"] == row["n_poisoned"] == 2
+
+
+def test_json_and_text_outputs(result):
+    data = json.loads(json.dumps(result.to_json(), allow_nan=False))
+    assert len(data["cells"]) == 2 and len(data["runs"]) == 2
+    assert data["seeds"] == [0]
+    text = format_power_table(result)
+    assert "detected" in text and "tell swap" in text
+
+
+def test_style_is_seeded_random_and_fits_every_size():
+    a, b = draw_style(0, 4), draw_style(0, 4)
+    assert a == b
+    styles = [draw_style(s, 4) for s in range(20)]
+    assert len({str(s.colours) for s in styles}) == 20
+    assert any(isinstance(s.position, str) for s in styles)
+    assert any(isinstance(s.position, tuple) for s in styles)
+    for s in styles:
+        cols = list(s.colours.values())
+        for i in range(len(cols)):
+            for j in range(i):
+                assert sum(abs(x - y) for x, y in zip(cols[i], cols[j], strict=True)) >= 0.6
+    spot = TellStyle({0: (1.0, 0.0, 0.0)}, (1.0, 0.0))
+    assert spot.position_for(10, 48, 2) == (36, 2)  # right edge, inside the margin
+    assert TellStyle({}, CORNERS[0]).position_for(10, 48, 2) == CORNERS[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"sizes": (60,)}, {"prevalences": (0.0,)}, {"seeds": ()}, {"prevalences": (1.5,)}]
+)
+def test_bad_options_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        run_power(**{"base": TINY, "progress": False, **kwargs})
+
+
+def test_rate_of_nothing_is_nan():
+    from leakaudit.power import _rate
+
+    assert math.isnan(_rate([None, None]))
+    assert _rate([True, False, None]) == 0.5
