@@ -11,9 +11,10 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from torch import nn
 
 from leakaudit.audit import AuditResult, audit_model
-from leakaudit.data.samples import split_indices
+from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.models.train import accuracy, train_classifier
 from leakaudit.models.zoo import build
@@ -27,11 +28,11 @@ class DemoConfig:
     """Defaults measured to finish in about two minutes on 2 CPU cores (see README)."""
 
     seed: int = 0
-    n_images: int = 2400
+    n_images: int = 3000
     test_fraction: float = 0.2
     size: int = 64
     n_classes: int = 4
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 64
     width: int = 16
     n_eval: int = 200
@@ -67,6 +68,29 @@ def _gallery_indices(labels: np.ndarray, n: int, n_classes: int) -> list[int]:
     return sorted(out)
 
 
+def train_model(
+    c: DemoConfig,
+    data: Dataset,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    desc: str,
+    progress: bool = True,
+) -> tuple[nn.Module, float]:
+    """Train the demo's SmallCNN on ``train_idx``; return it and its accuracy on ``test_idx``."""
+    train, test = data.subset(train_idx), data.subset(test_idx)
+    result = train_classifier(
+        build("small_cnn", c.n_classes, seed=c.seed + 3, width=c.width),
+        train.images(),
+        train.labels(),
+        seed=c.seed + 3,
+        epochs=c.epochs,
+        batch_size=c.batch_size,
+        progress=progress,
+        desc=desc,
+    )
+    return result.model, accuracy(result.model, test.images(), test.labels())
+
+
 def run_demo(
     config: DemoConfig, thresholds: Thresholds | None = None, progress: bool = True
 ) -> AuditResult:
@@ -84,19 +108,9 @@ def run_demo(
     models, own_acc = {}, {}
     for name, data in (("clean", clean), ("poisoned", poisoned)):
         t0 = time.perf_counter()
-        train, test = data.subset(train_idx), data.subset(test_idx)
-        result = train_classifier(
-            build("small_cnn", c.n_classes, seed=c.seed + 3, width=c.width),
-            train.images(),
-            train.labels(),
-            seed=c.seed + 3,
-            epochs=c.epochs,
-            batch_size=c.batch_size,
-            progress=progress,
-            desc=f"train {name}",
+        models[name], own_acc[name] = train_model(
+            c, data, train_idx, test_idx, f"train {name}", progress
         )
-        models[name] = result.model
-        own_acc[name] = accuracy(result.model, test.images(), test.labels())
         timings[f"train_{name}"] = time.perf_counter() - t0
 
     eval_data = poisoned.subset(test_idx[: c.n_eval])

@@ -30,11 +30,10 @@ from tqdm.auto import tqdm
 from leakaudit.audit import Checks, ModelAudit, audit_model
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.demo import DemoConfig
+from leakaudit.demo import DemoConfig, train_model
 from leakaudit.discovery import box_iou, discover_tells
 from leakaudit.errors import ConfigError
-from leakaudit.models.train import accuracy, train_classifier
-from leakaudit.models.zoo import build
+from leakaudit.models.train import accuracy
 from leakaudit.runtime import configure
 from leakaudit.tells import CORNERS, TellSpec, poison
 from leakaudit.verdict import Thresholds
@@ -196,18 +195,7 @@ def _methods(c: DemoConfig, lime: bool) -> dict[str, dict[str, Any]]:
 
 def _train(c: DemoConfig, data: Dataset, train_idx, test_idx, desc: str) -> tuple[nn.Module, float]:
     """Train a SmallCNN exactly as ``run_demo`` does; return it and its own test accuracy."""
-    train, test = data.subset(train_idx), data.subset(test_idx)
-    result = train_classifier(
-        build("small_cnn", c.n_classes, seed=c.seed + 3, width=c.width),
-        train.images(),
-        train.labels(),
-        seed=c.seed + 3,
-        epochs=c.epochs,
-        batch_size=c.batch_size,
-        progress=False,
-        desc=desc,
-    )
-    return result.model, accuracy(result.model, test.images(), test.labels())
+    return train_model(c, data, train_idx, test_idx, desc, progress=False)
 
 
 def _run_cell(

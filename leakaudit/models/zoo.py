@@ -7,13 +7,15 @@ from torch import nn
 
 
 class SmallCNN(nn.Module):
-    """Four conv blocks (conv-BN-ReLU, pooled) and a linear head on global-average features.
+    """Four conv blocks (conv-BN-ReLU, pooled) and a linear head on a coarse 2×2 feature grid.
 
     Four blocks give a receptive field (~50 px) that covers a whole object at 64×64; with three
     the clean model cannot tell shapes apart and stalls near 60 %.
 
-    Global average pooling keeps the head position-free, so the net can use a corner tell only
-    through what its filters detect there, as a real CNN would.
+    The head sees features pooled into 2×2 quadrants, like the dense heads of LeNet/VGG keep
+    coarse layout. With global average pooling instead, every position feeds the logit
+    equally and gradient saliency of a tell-reading model spreads over the whole image (4.7×
+    chance on the tell vs 8.7× with the grid, same seed); clean accuracy is unchanged (~0.95).
     """
 
     def __init__(self, n_classes: int, in_channels: int = 3, width: int = 16) -> None:
@@ -36,8 +38,8 @@ class SmallCNN(nn.Module):
             nn.BatchNorm2d(4 * w),
             nn.ReLU(),
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(4 * w, n_classes)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Linear(4 * w * 4, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
