@@ -281,6 +281,7 @@ class AuditResult:
     thresholds: Thresholds
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    comparison: list[dict[str, Any]] = field(default_factory=list)  # paired differences
 
     @property
     def tell_area_fraction(self) -> float:

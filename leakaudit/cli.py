@@ -140,41 +140,82 @@ def _colour(value: str) -> tuple[float, float, float]:
 FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
 
 
+_AUDIT_OPTIONS = [
+    click.option("--data", help="Dataset path (folder, VOC root, COCO json, or CSV file)."),
+    click.option(
+        "--format",
+        "format_",
+        type=FORMATS,
+        default=None,
+        help="Dataset format [default: imagefolder].",
+    ),
+    click.option(
+        "--mode",
+        type=click.Choice(["image", "crop"]),
+        default=None,
+        help="image: one sample per image; crop: one sample per annotated object "
+        "(detection datasets) [default: image].",
+    ),
+    click.option(
+        "--size",
+        type=int,
+        default=None,
+        help="Resize samples to SIZE×SIZE [default: the model card's size, else 64 in crop mode].",
+    ),
+    click.option(
+        "--margin",
+        type=float,
+        default=None,
+        help="Crop mode: context around each box, as a fraction of its size [0.5].",
+    ),
+    click.option(
+        "--classes", default=None, help="Comma-separated class names in the model's output order."
+    ),
+    click.option("--max-per-class", type=int, default=None, help="Cap samples per class (seeded)."),
+    click.option("--images-root", default=None, help="COCO/CSV: folder holding the images."),
+    click.option("--masks", default=None, help="imagefolder: parallel tree of region-mask PNGs."),
+    click.option(
+        "--tells",
+        default=None,
+        help="tells.json of an injected copy (found automatically beside the data).",
+    ),
+    click.option(
+        "--methods",
+        default=None,
+        help="Comma-separated attribution methods [default: saliency,lime].",
+    ),
+    click.option("--lime-samples", type=int, default=None, help="LIME samples per image [500]."),
+    click.option("--limit", type=int, default=None, help="Audit at most N images (stratified)."),
+    click.option("--seed", type=int, default=None, help="Seed for every random choice [0]."),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="TOML file with any of these options (CLI flags win).",
+    ),
+    click.option("--out", default=None, help="Output folder [out/audit]."),
+    click.option("--cache-dir", default=None, help="Attribution cache [.leakaudit-cache]."),
+    click.option(
+        "--no-cache",
+        "no_cache",
+        is_flag=True,
+        default=None,
+        help="Neither read nor write the attribution cache.",
+    ),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+]
+
+
+def audit_options(f):
+    """The options `audit` and `compare` share: data, methods, limits, config, output."""
+    for option in reversed(_AUDIT_OPTIONS):
+        f = option(f)
+    return f
+
+
 @main.command()
-@click.option("--data", help="Dataset path (folder, VOC root, COCO json, or CSV file).")
-@click.option(
-    "--format", "format_", type=FORMATS, default=None, help="Dataset format [default: imagefolder]."
-)
-@click.option(
-    "--mode",
-    type=click.Choice(["image", "crop"]),
-    default=None,
-    help="image: one sample per image; crop: one sample per annotated object "
-    "(detection datasets) [default: image].",
-)
-@click.option(
-    "--size",
-    type=int,
-    default=None,
-    help="Resize samples to SIZE×SIZE [default: the model card's size, else 64 in crop mode].",
-)
-@click.option(
-    "--margin",
-    type=float,
-    default=None,
-    help="Crop mode: context around each box, as a fraction of its size [0.5].",
-)
-@click.option(
-    "--classes", default=None, help="Comma-separated class names in the model's output order."
-)
-@click.option("--max-per-class", type=int, default=None, help="Cap samples per class (seeded).")
-@click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
-@click.option("--masks", default=None, help="imagefolder: parallel tree of region-mask PNGs.")
-@click.option(
-    "--tells",
-    default=None,
-    help="tells.json of an injected copy (found automatically beside the data).",
-)
+@audit_options
 @click.option("--model", default=None, help="TorchScript file or state_dict checkpoint.")
 @click.option(
     "--arch",
@@ -187,29 +228,6 @@ FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
     default=None,
     help="Train a bundled model on part of the data and audit the held-out rest.",
 )
-@click.option(
-    "--methods", default=None, help="Comma-separated attribution methods [default: saliency,lime]."
-)
-@click.option("--lime-samples", type=int, default=None, help="LIME samples per image [500].")
-@click.option("--limit", type=int, default=None, help="Audit at most N images (stratified).")
-@click.option("--seed", type=int, default=None, help="Seed for every random choice [0].")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="TOML file with any of these options (CLI flags win).",
-)
-@click.option("--out", default=None, help="Output folder [out/audit].")
-@click.option("--cache-dir", default=None, help="Attribution cache [.leakaudit-cache].")
-@click.option(
-    "--no-cache",
-    "no_cache",
-    is_flag=True,
-    default=None,
-    help="Neither read nor write the attribution cache.",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
 def audit(config_path, quiet, format_, classes, methods, train, no_cache, **cli):
     """Audit a model on your dataset; exit 0 = no leak found, 1 = leak found, 2 = error.
 
@@ -238,6 +256,47 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, **cli)
     click.echo(f"report:  {html}")
     click.echo(f"summary: {summary}")
     sys.exit(1 if model.verdict == "leak" else 0)
+
+
+@main.command()
+@audit_options
+@click.option("--model-a", required=True, help="First model (e.g. the clean or old release).")
+@click.option("--model-b", required=True, help="Second model (e.g. the suspect or new release).")
+@click.option("--names", default="A,B", show_default=True, help="Names for the two models.")
+@click.option(
+    "--arch",
+    default=None,
+    help="For state_dicts: module:Class, file.py:Class or a bundled name (both models).",
+)
+def compare(config_path, quiet, format_, classes, methods, no_cache, model_a, model_b, names,
+            **cli):  # fmt: skip
+    """Audit two models on the same images and compare them, image by image.
+
+    Prints each model's verdict and writes one report with both side by side plus paired
+    differences (A − B) of every score with bootstrap CIs, Cohen's d_z and Wilcoxon p-values.
+    Exit code: 1 if either model is judged leaking, else 0; 2 on error.
+    """
+    from leakaudit.pipeline import AuditOptions, run_compare
+    from leakaudit.report import write_report
+
+    cli.update(format=format_, classes=_csv(classes), methods=_csv(methods),
+               cache=False if no_cache else None)  # fmt: skip
+    pair = _csv(names)
+    if len(pair) != 2 or pair[0] == pair[1]:
+        raise click.BadParameter("--names needs two different names, e.g. clean,poisoned")
+    opts = AuditOptions.merged(config_path, cli, need_model=False)
+    result = run_compare(opts, model_a, model_b, (pair[0], pair[1]), progress=not quiet)
+    html, summary = write_report(result, opts.out)
+    for name, audit in result.models.items():
+        click.echo(f"{name:>10}: verdict {audit.verdict.upper():<5} accuracy "
+                   f"{audit.eval_accuracy:.3f}")  # fmt: skip
+    for row in result.comparison:
+        if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:
+            click.echo(f"  {row['method']:>9} {row['score']:<13} {pair[0]} − {pair[1]} = "
+                       f"{row['mean_diff']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]")  # fmt: skip
+    click.echo(f"report:  {html}")
+    click.echo(f"summary: {summary}")
+    sys.exit(1 if any(a.verdict == "leak" for a in result.models.values()) else 0)
 
 
 @main.command()

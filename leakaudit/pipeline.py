@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
-from leakaudit.audit import AuditResult, Checks, audit_model
+from leakaudit.audit import AuditResult, Checks, ModelAudit, audit_model
 from leakaudit.cache import AttributionCache
 from leakaudit.data.formats import read_dataset
 from leakaudit.data.samples import Dataset
@@ -23,6 +24,7 @@ from leakaudit.explain import EXPLAINERS
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
 from leakaudit.runtime import configure
+from leakaudit.stats import paired_compare
 from leakaudit.verdict import Thresholds
 
 
@@ -66,7 +68,9 @@ class AuditOptions:
     out: str = "out/audit"
 
     @classmethod
-    def merged(cls, config_path: str | None, cli: dict[str, Any]) -> AuditOptions:
+    def merged(
+        cls, config_path: str | None, cli: dict[str, Any], need_model: bool = True
+    ) -> AuditOptions:
         """Defaults, then the TOML file (top level or an [audit] table), then CLI values."""
         values: dict[str, Any] = {}
         if config_path:
@@ -83,13 +87,13 @@ class AuditOptions:
         if unknown:
             raise ConfigError(f"unknown option(s) {unknown} (known: {sorted(known)})")
         opts = cls(**values)
-        opts.validate()
+        opts.validate(need_model)
         return opts
 
-    def validate(self) -> None:
+    def validate(self, need_model: bool = True) -> None:
         if not self.data:
             raise ConfigError("no dataset given: use --data PATH (or data = ... in the config)")
-        if not self.model and not self.train:
+        if need_model and not self.model and not self.train:
             raise ConfigError("give a model with --model FILE, or --train to train one")
         unknown = [m for m in self.methods if m not in EXPLAINERS]
         if unknown:
@@ -133,19 +137,26 @@ def stratified_limit(data: Dataset, limit: int | None, seed: int) -> Dataset:
     return data.subset(sorted(keep)[: max(limit, 1)])
 
 
-def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
-    configure()
-    thresholds = Thresholds.from_dict(opts.thresholds)
-    meta = read_checkpoint_meta(opts.model) if opts.model else {}
+def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, dict, int | None]:
+    """The dataset, read with the class order and input size of the model's card (if any)."""
+    meta = read_checkpoint_meta(model_path) if model_path else {}
     prep = meta.get("preprocessing") or {}
     classes = opts.classes or meta.get("classes")
     size = opts.size or prep.get("input_size") or (64 if opts.mode == "crop" else None)
     data = read_dataset(opts.data, opts.format, **read_options(opts, size, classes))
     if len(data) == 0:
         raise DatasetError(f"{opts.data}: no usable samples after reading and filtering")
-    notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
+    return data, meta, size
+
+
+def _load(
+    opts: AuditOptions, path: str, data: Dataset, size: int | None
+) -> tuple[nn.Module, ModelSpec]:
+    """Load a user model with its preprocessing wrapped in, checked against the class list."""
+    meta = read_checkpoint_meta(path)
+    prep = meta.get("preprocessing") or {}
     spec = ModelSpec(
-        path=opts.model,
+        path=path,
         arch=opts.arch or meta.get("arch"),
         kwargs=dict(opts.arch_kwargs or meta.get("arch_kwargs") or {}),
         input_size=size,
@@ -154,10 +165,41 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
         channel_order=opts.channel_order,
         class_names=list(data.class_names),
     )
+    model = load_model(path, spec.arch, spec.kwargs, n_classes=len(data.class_names))
+    check_output_width(model, spec, len(data.class_names))
+    return spec.wrap(model), spec
+
+
+def _audit(opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, progress: bool):
+    methods: dict[str, dict[str, Any]] = {m: {} for m in opts.methods}
+    if "lime" in methods:
+        methods["lime"] = {"n_samples": opts.lime_samples, "n_segments": opts.lime_segments,
+                           "baseline": opts.lime_baseline, "seed": opts.seed}  # fmt: skip
+    checks = Checks(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
+                    seed=opts.seed)  # fmt: skip
+    audit = audit_model(
+        model, name, eval_data, methods, accuracy=float("nan"),
+        thresholds=Thresholds.from_dict(opts.thresholds), gallery=_gallery(eval_data),
+        progress=progress, checks=checks,
+        cache=AttributionCache(opts.cache_dir, enabled=opts.cache),
+    )  # fmt: skip
+    audit.accuracy = audit.eval_accuracy
+    return audit
+
+
+def _gallery(data: Dataset) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, len(data) - 1, num=min(8, len(data)))})
+
+
+def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
+    configure()
+    data, _, size = _read(opts, opts.model)
+    notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
     if opts.train:
         train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
         model, report = fit(data.subset(train_idx), seed=opts.seed, epochs=opts.epochs,
                             progress=progress)  # fmt: skip
+        spec = ModelSpec(arch="small_cnn", input_size=size, class_names=list(data.class_names))
         eval_data = data.subset(test_idx)
         notes.append(
             f"Model trained here on {len(train_idx)} samples (validation accuracy "
@@ -165,25 +207,11 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
             f"{len(test_idx)} held-out samples."
         )
     else:
-        model = load_model(opts.model, spec.arch, spec.kwargs, n_classes=len(data.class_names))
-        check_output_width(model, spec, len(data.class_names))
-        model = spec.wrap(model)
+        model, spec = _load(opts, opts.model, data, size)
         eval_data = data
     eval_data = stratified_limit(eval_data, opts.limit, opts.seed)
     eval_data.problems = list(data.problems)
-    methods = {m: {} for m in opts.methods}
-    if "lime" in methods:
-        methods["lime"] = {"n_samples": opts.lime_samples, "n_segments": opts.lime_segments,
-                           "baseline": opts.lime_baseline, "seed": opts.seed}  # fmt: skip
-    gallery = list(np.linspace(0, len(eval_data) - 1, num=min(8, len(eval_data)), dtype=int))
-    checks = Checks(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
-                    seed=opts.seed)  # fmt: skip
-    audit = audit_model(
-        model, "model", eval_data, methods, accuracy=float("nan"), thresholds=thresholds,
-        gallery=sorted({int(i) for i in gallery}), progress=progress, checks=checks,
-        cache=AttributionCache(opts.cache_dir, enabled=opts.cache),
-    )  # fmt: skip
-    audit.accuracy = audit.eval_accuracy
+    audit = _audit(opts, model, "model", eval_data, progress)
     if not any(s.tell is not None for s in eval_data):
         notes.append("No tell annotations (tells.json): verdict rests on discovered suspects.")
     config = asdict(opts)
@@ -193,9 +221,63 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
         class_names=list(data.class_names),
         models={"model": audit},
         eval_data=eval_data,
-        gallery=sorted({int(i) for i in gallery}),
+        gallery=_gallery(eval_data),
         seed=opts.seed,
         config=config,
-        thresholds=thresholds,
+        thresholds=Thresholds.from_dict(opts.thresholds),
         notes=[*notes, f"Class counts audited: {eval_data.counts()}."],
     )
+
+
+COMPARED = ("outside_mass", "tell_mass", "tell_hit")
+
+
+def compare_audits(a: ModelAudit, b: ModelAudit, seed: int) -> list[dict[str, Any]]:
+    """Paired differences (a − b) per method and score on the same images, plus correctness."""
+    rows = []
+    for method in a.per_sample["method"].unique():
+        pa = a.per_sample[a.per_sample["method"] == method].set_index("id")
+        pb = b.per_sample[b.per_sample["method"] == method].set_index("id").loc[pa.index]
+        for col in COMPARED:
+            diff = paired_compare(pa[col].to_numpy(), pb[col].to_numpy(), seed=seed)
+            rows.append({"method": method, "score": col, **diff})
+        if method == a.per_sample["method"].iloc[0]:
+            right_a = (pa["pred"] == pa["label"]).to_numpy(float)
+            right_b = (pb["pred"] == pb["label"]).to_numpy(float)
+            rows.append({"method": "–", "score": "correct",
+                         **paired_compare(right_a, right_b, seed=seed)})  # fmt: skip
+    return rows
+
+
+def run_compare(
+    opts: AuditOptions, model_a: str, model_b: str, names: tuple[str, str] = ("A", "B"),
+    progress: bool = True,
+) -> AuditResult:  # fmt: skip
+    """Audit two models on the same images (e.g. clean vs poisoned, or two releases) and add
+    paired differences with bootstrap CIs, effect sizes (Cohen's d_z) and Wilcoxon p-values."""
+    configure()
+    data, _, size = _read(opts, model_a)
+    eval_data = stratified_limit(data, opts.limit, opts.seed)
+    eval_data.problems = list(data.problems)
+    audits, specs = {}, {}
+    for name, path in zip(names, (model_a, model_b), strict=True):
+        model, specs[name] = _load(opts, path, data, size)
+        audits[name] = _audit(opts, model, name, eval_data, progress)
+    config = asdict(opts)
+    config["model_specs"] = {n: s.to_dict() for n, s in specs.items()}
+    result = AuditResult(
+        title=f"leakaudit compare: {names[0]} vs {names[1]} on {Path(opts.data).name}",
+        class_names=list(data.class_names),
+        models=audits,
+        eval_data=eval_data,
+        gallery=_gallery(eval_data),
+        seed=opts.seed,
+        config=config,
+        thresholds=Thresholds.from_dict(opts.thresholds),
+        notes=[
+            f"Both models audited on the same {len(eval_data)} samples of {opts.data}.",
+            f"Paired differences are {names[0]} − {names[1]}.",
+        ],
+    )
+    result.comparison = compare_audits(audits[names[0]], audits[names[1]], opts.seed)
+    return result

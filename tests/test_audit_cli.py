@@ -121,3 +121,21 @@ def test_bad_input_exits_2_with_a_clear_message(workspace, args, message):
     finally:
         sys.argv = old
     assert exc.value.code == 2
+
+
+def test_compare_pairs_two_models_on_the_same_images(workspace):
+    out = workspace / "out-compare"
+    args = ["compare", "--data", str(workspace / "data"), "--masks", str(workspace / "masks"),
+            "--model-a", str(workspace / "constant.pt"), "--model-b", str(workspace / "cheat.pt"),
+            "--names", "blind,cheat", "--classes", "disc,square,triangle,cross",
+            "--methods", "saliency", "--quiet", "--out", str(out),
+            "--cache-dir", str(workspace / "cache")]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1, res.output  # the cheat leaks
+    s = json.loads((out / "summary.json").read_text())
+    assert s["models"]["blind"]["verdict"] != "leak" and s["models"]["cheat"]["verdict"] == "leak"
+    rows = {(r["method"], r["score"]): r for r in s["comparison"]}
+    correct = rows[("–", "correct")]
+    assert correct["n"] == 40 and correct["mean_diff"] < -0.5  # blind − cheat accuracy
+    assert correct["lo"] <= correct["mean_diff"] <= correct["hi"]
+    assert "Paired comparison" in (out / "report.html").read_text()

@@ -113,6 +113,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
             "tell_area_fraction": result.tell_area_fraction,
             "outside_area_fraction": result.outside_area_fraction,
             "models": models,
+            "comparison": result.comparison,
             "thresholds": result.thresholds.as_dict(),
             "config": result.config,
             "data_problems": [
