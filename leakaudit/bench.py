@@ -189,7 +189,7 @@ def run_bench(
     quick: bool = False,
     out_json: str | os.PathLike[str] | None = None,
     fast_samples: int | None = None,
-    fast_sampling: str = "antithetic",
+    fast_sampling: str = "orthogonal",
 ) -> dict[str, Any]:
     """Run every measurement, print the tables, write ``out_json`` (if given), return the dict.
 

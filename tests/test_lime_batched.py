@@ -47,7 +47,12 @@ def setup():
 
 @pytest.mark.parametrize(
     ("sampling", "baseline"),
-    [("bernoulli", "blur"), ("antithetic", "mean"), ("balanced", "constant")],
+    [
+        ("bernoulli", "blur"),
+        ("antithetic", "mean"),
+        ("balanced", "constant"),
+        ("orthogonal", "blur"),
+    ],
 )
 def test_batched_matches_reference(setup, sampling: str, baseline: str) -> None:
     model, images, labels = setup
@@ -94,7 +99,7 @@ def test_precomputed_segments_are_used(setup) -> None:
     assert att.extras["weights"].shape == (len(images), 16)
 
 
-@pytest.mark.parametrize("sampling", ["bernoulli", "antithetic", "balanced"])
+@pytest.mark.parametrize("sampling", ["bernoulli", "antithetic", "balanced", "orthogonal"])
 def test_sampling_designs(sampling: str) -> None:
     z = sample_masks(np.random.default_rng(0), 101, 9, sampling)
     assert z.shape == (101, 9) and set(np.unique(z)) <= {0.0, 1.0}
@@ -103,3 +108,13 @@ def test_sampling_designs(sampling: str) -> None:
         np.testing.assert_array_equal(z[1:50], 1 - z[52:101])
     if sampling == "balanced":
         assert (np.abs(z[1:].sum(0) - 50) <= 1).all()
+
+
+def test_orthogonal_design_is_balanced_and_uncorrelated() -> None:
+    z = sample_masks(np.random.default_rng(3), 256, 40, "orthogonal")
+    np.testing.assert_array_equal(z[129:256], 1 - z[1:128])  # fold-over (row 0 forced all-on)
+    centred = 2 * z[128:] - 1  # the fold-over half is untouched by the all-on row
+    corr = np.corrcoef(centred.T)
+    off = corr[~np.eye(40, dtype=bool)]
+    assert np.abs(off).max() < 0.05
+    assert (np.abs(z[128:].sum(0) - 64) <= 0).all()  # every superpixel on in exactly half

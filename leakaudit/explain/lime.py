@@ -74,7 +74,7 @@ def image_seed(seed: int, image: np.ndarray) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(np.ascontiguousarray(image).tobytes())])
 
 
-SAMPLINGS = ("bernoulli", "antithetic", "balanced")
+SAMPLINGS = ("bernoulli", "antithetic", "balanced", "orthogonal")
 
 
 def sample_masks(
@@ -86,12 +86,27 @@ def sample_masks(
     with every bit flipped (z, 1−z), so each superpixel is on in exactly half the pairs.
     ``balanced``: every column has exactly ⌊S/2⌋ ones in a random order, which removes the
     chance imbalance between superpixels' on-counts.
+    ``orthogonal``: random rows and columns of a Sylvester-Hadamard matrix (with random column
+    signs) and their fold-over (z, 1−z): columns are balanced and (nearly) uncorrelated, the
+    minimum-variance design for the linear surrogate, and the fold-over keeps main effects free
+    of two-way interactions (a resolution-IV design; Box & Hunter 1961).
     """
     if sampling == "bernoulli":
         z = rng.integers(0, 2, size=(n_samples, k)).astype(np.float32)
     elif sampling == "antithetic":
         half = rng.integers(0, 2, size=((n_samples + 1) // 2, k)).astype(np.float32)
         z = np.concatenate([half, 1.0 - half])[:n_samples]
+    elif sampling == "orthogonal":
+        half = (n_samples + 1) // 2
+        size = 1 << int(np.ceil(np.log2(max(half, k + 1, 2))))
+        h = np.ones((1, 1), dtype=np.int8)
+        while len(h) < size:
+            h = np.block([[h, h], [h, -h]])
+        rows = rng.permutation(size)[:half]
+        cols = 1 + rng.permutation(size - 1)[:k]  # column 0 is constant
+        signs = rng.choice(np.array([-1, 1], dtype=np.int8), size=k)
+        top = (h[np.ix_(rows, cols)] * signs > 0).astype(np.float32)
+        z = np.concatenate([top, 1.0 - top])[:n_samples]
     elif sampling == "balanced":
         col = (np.arange(n_samples) < n_samples // 2).astype(np.float32)
         z = rng.permuted(np.repeat(col[:, None], k, axis=1), axis=0)
