@@ -452,7 +452,7 @@ def bench(out, quick, samples, seed):
 @click.option(
     "--full",
     is_flag=True,
-    help="Use the full demo configuration (64 px, 2 400 "
+    help="Use the full demo configuration (64 px, 3 000 "
     "images) instead of the quick one (48 px, 1 600 images).",
 )
 @click.option("--quiet", is_flag=True)

@@ -43,7 +43,7 @@ class Thresholds:
 DESCRIPTIONS = {
     "removal_accuracy_drop": "accuracy lost when the tell is covered by a neutral local fill",
     "swap_follow_rate": "share of images predicted as the class whose tell colour was pasted in",
-    "tell_top_rate": "share of images whose most-attributed pixel/superpixel lies on the tell",
+    "tell_top_rate": "share of images whose top-attributed pixel/superpixel lands on the tell",
     "tell_mass_excess": "positive attribution on the tell beyond its area share: (m − a)/(1 − a)",
     "ablation_retained": "share of above-chance accuracy kept with the object removed",
 }
