@@ -33,6 +33,7 @@ from leakaudit.data.synthetic import make_shapes
 from leakaudit.demo import DemoConfig, train_model
 from leakaudit.discovery import box_iou, discover_tells
 from leakaudit.errors import ConfigError
+from leakaudit.jsonable import jsonable
 from leakaudit.models.train import accuracy
 from leakaudit.runtime import configure
 from leakaudit.tells import CORNERS, TellSpec, poison
@@ -136,7 +137,7 @@ class PowerRun:
         d = asdict(self)
         d["position"] = list(self.position) if isinstance(self.position, tuple) else self.position
         d["colours"] = {str(k): [round(c, 3) for c in v] for k, v in self.colours.items()}
-        return _jsonable(d)
+        return jsonable(d)
 
 
 def _conditions(audit: ModelAudit) -> list[dict[str, Any]]:
@@ -362,7 +363,7 @@ class PowerResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable({
+        return jsonable({
             "sizes": self.sizes,
             "prevalences": self.prevalences,
             "seeds": self.seeds,
@@ -384,19 +385,6 @@ def _rate(flags: Sequence[bool | None]) -> float:
     """Share of True among the defined flags (NaN if none is defined)."""
     known = [bool(f) for f in flags if f is not None]
     return float(np.mean(known)) if known else float("nan")
-
-
-def _jsonable(x: Any) -> Any:
-    """NaN → None, numpy scalars → Python, tuples → lists: strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
 
 
 def _validate(sizes, prevalences, seeds, base: DemoConfig) -> None:

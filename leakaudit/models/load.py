@@ -17,7 +17,6 @@ import importlib
 import importlib.util
 import inspect
 import json
-import math
 import pickle
 import sys
 import warnings
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from leakaudit.errors import ConfigError, ModelLoadError
+from leakaudit.jsonable import jsonable
 from leakaudit.models.zoo import ARCHITECTURES
 
 CHECKPOINT_FORMAT = "leakaudit-checkpoint-1"
@@ -302,16 +302,6 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def save_checkpoint(
     model: nn.Module,
     arch_name: str,
@@ -339,7 +329,7 @@ def save_checkpoint(
     torch.save({**meta, "state_dict": state}, path)
     card = path.parent / MODEL_CARD
     card.write_text(
-        json.dumps(_json_safe({**meta, "checkpoint": path.name}), indent=2) + "\n",
+        json.dumps(jsonable({**meta, "checkpoint": path.name}), indent=2) + "\n",
         encoding="utf-8",
     )
     return card

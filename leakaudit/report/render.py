@@ -13,26 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from leakaudit import __version__
 from leakaudit.audit import AuditResult, per_class_table
+from leakaudit.jsonable import jsonable
 from leakaudit.report import pictures
 
 TEMPLATE = "report.html.j2"
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf → None, numpy scalars → Python, tuples → lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def to_summary(result: AuditResult) -> dict[str, Any]:
@@ -103,7 +90,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
                 for c in audit.conditions
             ],
         }
-    return _clean(
+    return jsonable(
         {
             "leakaudit_version": __version__,
             "title": result.title,
@@ -201,5 +188,5 @@ def write_report(
     html_path.write_text(render_html(result), encoding="utf-8")
     json_path.write_text(json.dumps(to_summary(result), indent=2, sort_keys=True) + "\n")
     info = {"timings_s": {k: round(v, 2) for k, v in result.timings.items()}, **(run_info or {})}
-    (out / "run_info.json").write_text(json.dumps(_clean(info), indent=2, sort_keys=True) + "\n")
+    (out / "run_info.json").write_text(json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n")
     return html_path, json_path
