@@ -123,7 +123,8 @@ def audit_model(
     timings: dict[str, float] = {}
     labels = data.labels()
     t0 = time.perf_counter()
-    preds = predict_proba(model, data.images()).argmax(1) if len(data) else np.array([])
+    all_images = data.images() if len(data) else None
+    preds = predict_proba(model, all_images).argmax(1) if len(data) else np.array([])
     timings["predict"] = time.perf_counter() - t0
     rows: list[dict[str, Any]] = []
     gallery = list(gallery)
@@ -174,7 +175,9 @@ def audit_model(
     suspects: list[Suspect] = []
     if discovery_maps:
         t0 = time.perf_counter()
-        suspects = check_suspects(model, data, np.concatenate(discovery_maps), preds, checks.seed)
+        suspects = check_suspects(
+            model, data, all_images, np.concatenate(discovery_maps), preds, checks.seed
+        )
         timings["discovery"] = time.perf_counter() - t0
     sanity: dict[str, SanityResult] = {}
     if checks.sanity and len(data):
@@ -228,13 +231,18 @@ class Suspect:
 
 
 def check_suspects(
-    model: nn.Module, data: Dataset, maps: np.ndarray, preds: np.ndarray, seed: int, top: int = 3
+    model: nn.Module,
+    data: Dataset,
+    images: np.ndarray,
+    maps: np.ndarray,
+    preds: np.ndarray,
+    seed: int,
+    top: int = 3,
 ) -> list[Suspect]:
     """Discover suspected tells from attribution maps, then test the strongest behaviourally.
 
     Discovery never sees the tell annotations; removal covers the suspected box on the affected
     classes' images, swap paints the other affected classes' colours into it."""
-    images = data.images()
     regions = [s.region if s.region.any() else None for s in data]
     found = discover_tells(maps, images, data.labels(), preds, regions, seed=seed)
     out = []

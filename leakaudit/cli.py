@@ -355,27 +355,27 @@ def inject(data, format_, out, colours, classes, tell_size, position, prevalence
     """
     from leakaudit.data.formats import read_dataset
     from leakaudit.inject import inject_dataset
-    from leakaudit.tells import TellSpec
+    from leakaudit.tells import PALETTE, TellSpec
 
     extra = {"images_root": images_root} if images_root else {}
-    names = read_dataset(data, format_, **extra).class_names if format_ == "imagefolder" else None
-    if names is None:
+    if format_ == "imagefolder":
+        kw = {}
+    else:  # detection formats: class names as the audit will see them
         kw = {"mode": "crop"} if anchor == "object" else {"label_rule": "majority"}
-        names = read_dataset(data, format_, **kw, **extra).class_names
+    names = read_dataset(data, format_, **kw, **extra).class_names
     colour_map = {}
     for item in colours:
         name, _, value = item.partition("=")
         if name not in names:
             raise click.BadParameter(f"--colour: unknown class {name!r}; classes: {names}")
         colour_map[names.index(name)] = _colour(value)
+    full = (
+        {k: colour_map.get(k, PALETTE[k % len(PALETTE)]) for k in range(len(names))}
+        if colour_map
+        else None
+    )
     spec = TellSpec(size=tell_size, position=_position(position), prevalence=prevalence,
-                    colours=None)  # fmt: skip
-    if colour_map:
-        from leakaudit.tells import PALETTE
-
-        full = {k: colour_map.get(k, PALETTE[k % len(PALETTE)]) for k in range(len(names))}
-        spec = TellSpec(size=tell_size, position=_position(position), prevalence=prevalence,
-                        colours=full)  # fmt: skip
+                    colours=full)  # fmt: skip
     res = inject_dataset(data, format_, out, spec, seed, anchor=anchor,
                          poison_classes=_csv(classes), size=crop_size, **extra)  # fmt: skip
     click.echo(f"wrote {res.n_images} images ({res.n_tells} tells: {res.tells_per_class}) to "
