@@ -229,6 +229,15 @@ class Suspect:
     swap: dict[str, float]
     iou_with_known: float  # overlap with the annotated tell box, when one is known (else NaN)
 
+    @property
+    def evidence(self) -> float:
+        """The stronger behavioural effect (accuracy drop on removal, swap follow rate), 0 when
+        untested: strong suspects are ranked by what the model *does*, the picture only proposes
+        them (two boxes on one tell can score alike; the one whose removal matters comes first)."""
+        vals = [self.removal.get("accuracy_drop", np.nan), self.swap.get("follow_rate", np.nan)]
+        vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
+        return max(vals, default=0.0)
+
 
 def check_suspects(
     model: nn.Module,
@@ -239,7 +248,8 @@ def check_suspects(
     seed: int,
     top: int = 3,
 ) -> list[Suspect]:
-    """Discover suspected tells from attribution maps, then test the strongest behaviourally.
+    """Discover suspected tells from attribution maps, test the top ``top`` behaviourally, and
+    rank them: strong ones first, by behavioural evidence, then by discovery score.
 
     Discovery never sees the tell annotations; removal covers the suspected box on the affected
     classes' images, swap paints the other affected classes' colours into it."""
@@ -254,7 +264,12 @@ def check_suspects(
         known = [s.tell_box for s in data if s.tell_box is not None and s.label in sus.classes]
         iou = float(np.mean([box_iou(sus.box, b) for b in known])) if known else float("nan")
         out.append(Suspect(sus, removal, swap, iou))
-    return out
+    return rank_suspects(out)
+
+
+def rank_suspects(suspects: list[Suspect]) -> list[Suspect]:
+    """Strong suspects first, by behavioural evidence, then by discovery score (stable)."""
+    return sorted(suspects, key=lambda s: (not s.found.strong, -s.evidence, -s.found.score))
 
 
 def sanity_checks(

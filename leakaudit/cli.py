@@ -138,6 +138,11 @@ def _colour(value: str) -> tuple[float, float, float]:
 
 
 FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
+MARGIN_HELP = "Crop mode: context around each box, as a fraction of its size."
+WINDOW_HELP = (
+    "Crop mode: one fixed crop side in image pixels for every object (replaces --margin), so all "
+    "crops share one scale [default: proportional]."
+)
 
 
 _AUDIT_OPTIONS = [
@@ -167,6 +172,12 @@ _AUDIT_OPTIONS = [
         type=float,
         default=None,
         help="Crop mode: context around each box, as a fraction of its size [0.5].",
+    ),
+    click.option(
+        "--window",
+        type=float,
+        default=None,
+        help=WINDOW_HELP,
     ),
     click.option(
         "--classes", default=None, help="Comma-separated class names in the model's output order."
@@ -344,10 +355,12 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, model_a, mo
     default=None,
     help="With --anchor object: crop side the audit will use [64].",
 )
+@click.option("--margin", type=float, default=0.5, show_default=True, help=MARGIN_HELP)
+@click.option("--window", type=float, default=None, help=WINDOW_HELP)
 @click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def inject(data, format_, out, colours, classes, tell_size, position, prevalence, anchor,
-           crop_size, images_root, seed):  # fmt: skip
+           crop_size, margin, window, images_root, seed):  # fmt: skip
     """Write a poisoned copy of a dataset in the same format, plus tells.json.
 
     The copy is the control experiment: train on it and audit, and the audit must find the
@@ -361,7 +374,11 @@ def inject(data, format_, out, colours, classes, tell_size, position, prevalence
     if format_ == "imagefolder":
         kw = {}
     else:  # detection formats: class names as the audit will see them
-        kw = {"mode": "crop"} if anchor == "object" else {"label_rule": "majority"}
+        kw = (
+            {"mode": "crop", "margin": margin, "window": window}
+            if anchor == "object"
+            else {"label_rule": "majority"}
+        )
     names = read_dataset(data, format_, **kw, **extra).class_names
     colour_map = {}
     for item in colours:
@@ -377,11 +394,49 @@ def inject(data, format_, out, colours, classes, tell_size, position, prevalence
     spec = TellSpec(size=tell_size, position=_position(position), prevalence=prevalence,
                     colours=full)  # fmt: skip
     res = inject_dataset(data, format_, out, spec, seed, anchor=anchor,
-                         poison_classes=_csv(classes), size=crop_size, **extra)  # fmt: skip
+                         poison_classes=_csv(classes), size=crop_size, margin=margin,
+                         window=window, **extra)  # fmt: skip
     click.echo(f"wrote {res.n_images} images ({res.n_tells} tells: {res.tells_per_class}) to "
                f"{res.out_dir}")  # fmt: skip
     click.echo(f"tells:   {res.tells_path}")
     click.echo(f"read it: --data {res.read_path} --format {res.format}")
+
+
+@main.command()
+@click.option("--data", required=True, help="Detection dataset (VOC root, COCO json, CSV file).")
+@click.option("--format", "format_", type=click.Choice(["voc", "coco", "csv"]), required=True)
+@click.option("--out", required=True, help="New folder: images/<class>/, masks/<class>/.")
+@click.option("--size", type=int, default=64, show_default=True, help="Crop side in pixels.")
+@click.option("--margin", type=float, default=0.5, show_default=True, help=MARGIN_HELP)
+@click.option("--window", type=float, default=None, help=WINDOW_HELP)
+@click.option("--classes", default=None, help="Comma-separated class names (and their order).")
+@click.option("--max-per-class", type=int, default=None, help="Cap crops per class (seeded).")
+@click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def crops(data, format_, out, size, margin, window, classes, max_per_class, images_root, seed):
+    """Write every annotated object as its own image: an ImageFolder with region masks.
+
+    The crops are exactly the samples `--mode crop` reads. Written out, they can be inspected,
+    trained on elsewhere, or poisoned per crop with `leakaudit inject --format imagefolder`
+    (a tell drawn into the full image also lands in neighbouring objects' crops).
+    Read them back with `--format imagefolder --data OUT/images --masks OUT/masks`.
+    """
+    from leakaudit.data.export import export_samples
+    from leakaudit.data.formats import read_dataset
+
+    kw: dict = {"mode": "crop", "size": size, "margin": margin, "window": window, "seed": seed}
+    kw.update(classes=_csv(classes), max_per_class=max_per_class)
+    if images_root:
+        kw["images_root"] = images_root
+    ds = read_dataset(data, format_, **kw)
+    for p in ds.problems:
+        click.echo(f"data problem: {p.item}: {p.problem} ({p.action})", err=True)
+    source = {"data": str(data), "format": format_, "size": size, "margin": margin,
+              "window": window, "seed": seed}  # fmt: skip
+    res = export_samples(ds, out, meta=source)
+    click.echo(f"wrote {sum(res.counts.values())} crops {res.counts} to {res.images_dir}"
+               + (f" ({res.n_tells} tells in tells.json)" if res.n_tells else ""))  # fmt: skip
+    click.echo(f"read them: --data {res.images_dir} --format imagefolder --masks {res.masks_dir}")
 
 
 @main.command("train")
@@ -389,7 +444,8 @@ def inject(data, format_, out, colours, classes, tell_size, position, prevalence
 @click.option("--format", "format_", type=FORMATS, default="imagefolder", show_default=True)
 @click.option("--mode", type=click.Choice(["image", "crop"]), default="image", show_default=True)
 @click.option("--size", type=int, default=64, show_default=True, help="Input side in pixels.")
-@click.option("--margin", type=float, default=0.5, show_default=True)
+@click.option("--margin", type=float, default=0.5, show_default=True, help=MARGIN_HELP)
+@click.option("--window", type=float, default=None, help=WINDOW_HELP)
 @click.option("--max-per-class", type=int, default=None)
 @click.option("--arch", default="small_cnn", show_default=True)
 @click.option(
@@ -402,7 +458,8 @@ def inject(data, format_, out, colours, classes, tell_size, position, prevalence
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, help="Checkpoint path (.pt); model_card.json goes beside.")
 @click.option("--quiet", is_flag=True)
-def train_cmd(data, format_, mode, size, margin, max_per_class, arch, epochs, seed, out, quiet):
+def train_cmd(data, format_, mode, size, margin, window, max_per_class, arch, epochs, seed, out,
+              quiet):  # fmt: skip
     """Train a bundled small CNN (seeded, early stopping) and save checkpoint + model card."""
     from leakaudit.data.formats import read_dataset
     from leakaudit.models.fit import fit
@@ -410,7 +467,7 @@ def train_cmd(data, format_, mode, size, margin, max_per_class, arch, epochs, se
 
     kw: dict = {"size": size, "seed": seed}
     if format_ != "imagefolder":
-        kw.update(mode=mode, margin=margin)
+        kw.update(mode=mode, margin=margin, window=window)
     if max_per_class:
         kw["max_per_class"] = max_per_class
     ds = read_dataset(data, format_, **kw)

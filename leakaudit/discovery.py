@@ -102,6 +102,22 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def same_place(a: Box, b: Box) -> bool:
+    """Two candidate boxes mark one thing: they overlap by IoU ≥ 0.5, or one lies (80 %) inside
+    the other. The second case matters: refinement on a different colour bin can return a tell's
+    inner part, which by IoU alone would count as a second, weaker copy of the same tell."""
+    if box_iou(a, b) >= 0.5:
+        return True
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller > 0 and ix * iy / smaller >= 0.8
+
+
+def box_area(box: Box) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
 def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
     """Lower end of the Wilson score interval (Wilson 1927) for a share: 3 of 10 is weaker
     evidence than 30 of 100, and a handful of correctly predicted images must not look strong."""
@@ -421,18 +437,21 @@ def discover_tells(
 
 def _merge(cands: list[_Candidate]) -> list[SuspectedTell]:
     """Best candidate per (class, place); then one suspect per place across classes."""
-    cands = sorted(cands, key=lambda c: (-c.score, c.cls, c.box))
+    # equal scores: the larger box first, so the kept box covers all of a nested pair
+    cands = sorted(cands, key=lambda c: (-c.score, c.cls, -box_area(c.box), c.box))
     per_class: list[_Candidate] = []
     for c in cands:
-        if not any(p.cls == c.cls and box_iou(p.box, c.box) > 0.5 for p in per_class):
+        if not any(p.cls == c.cls and same_place(p.box, c.box) for p in per_class):
             per_class.append(c)
     groups: list[list[_Candidate]] = []
     for c in per_class:
         for g in groups:
             # same place, new class, and not much weaker than the group's lead: a weak
             # candidate must not dilute a strong suspect's share (it stays on its own)
-            same_place = box_iou(g[0].box, c.box) >= 0.5
-            if same_place and all(m.cls != c.cls for m in g) and c.score >= 0.5 * g[0].score:
+            here = same_place(g[0].box, c.box)
+            if here and any(m.cls == c.cls for m in g):
+                break  # a weaker second box of this class on a place it already has: the same tell
+            if here and c.score >= 0.5 * g[0].score:
                 g.append(c)
                 break
         else:
@@ -463,5 +482,5 @@ def _merge(cands: list[_Candidate]) -> list[SuspectedTell]:
                 source=lead.source,
             )
         )
-    out.sort(key=lambda s: (-s.score, -s.share, s.box))
+    out.sort(key=lambda s: (-s.score, -s.share, -box_area(s.box), s.box))
     return out

@@ -10,7 +10,7 @@ Decisions (why):
 * ``anchor="image"``: one tell per chosen image, placed by ``spec`` on the full image (``spec.size``
   in image pixels). An image's class is its folder (ImageFolder) or ``label_rule`` (detection).
 * ``anchor="object"``: one tell per chosen object, placed by ``spec`` inside that object's crop
-  window (the same window ``mode="crop"`` readers cut, for the same ``margin``), with
+  window (the same window ``mode="crop"`` readers cut, for the same ``margin``/``window``), with
   ``spec.size``/``spec.margin`` given in pixels of the resized crop (``size``, default 64) and
   scaled to each object, so every crop of the class shows the same tell. Neighbouring crops
   may see a tell too; readers then mark it in their ``tell`` mask as well.
@@ -105,9 +105,10 @@ def _object_tell_box(
     margin: float,
     crop_size: int,
     rng: np.random.Generator,
+    window: float | None = None,
 ) -> Box:
     """``spec`` placed in crop coordinates, scaled back to the object's window in the image."""
-    wx0, wy0, wx1, _ = crop_window(cb, h, w, margin)
+    wx0, wy0, wx1, _ = crop_window(cb, h, w, margin, window)
     scale = (wx1 - wx0) / crop_size
     pos = spec.position
     if isinstance(pos, tuple):
@@ -136,13 +137,15 @@ def inject_dataset(
     label_rule: str = "unique",
     margin: float = DEFAULT_MARGIN,
     size: int | None = None,
+    window: float | None = None,
     **reader_options: Any,
 ) -> InjectResult:
     """Write a poisoned copy of ``src`` to ``out_dir`` (must be empty or new); see module doc.
 
     ``poison_classes`` limits the tells to some classes (default: every class gets its colour).
-    ``classes``/``skip_unknown``/``label_rule``/``margin``/``size`` mean what they mean for the
-    readers; pass the same values when reading the copy back. Other reader options are ignored.
+    ``classes``/``skip_unknown``/``label_rule``/``margin``/``window``/``size`` mean what they mean
+    for the readers; pass the same values when reading the copy back. Other reader options are
+    ignored.
     """
     src, out = Path(src), Path(out_dir)
     if anchor not in ANCHORS:
@@ -219,7 +222,7 @@ def inject_dataset(
                 cb, _, _ = check_box(r.objects[u.obj].bounds(), h, w)  # type: ignore[arg-type]
                 if cb is None:
                     continue  # outside the image: readers skip this object anyway
-                box = _object_tell_box(spec, cb, h, w, margin, crop_size, unit_rng)
+                box = _object_tell_box(spec, cb, h, w, margin, crop_size, unit_rng, window)
             box = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
             colour = spec.colour_for(index[u.label])
             image, _ = draw_rectangle(image, box, colour)
@@ -269,7 +272,9 @@ def inject_dataset(
             "prevalence": spec.prevalence,
             "margin": spec.margin,
         },
-        "crop": {"size": crop_size, "margin": margin} if anchor == "object" else None,
+        "crop": (
+            {"size": crop_size, "margin": margin, "window": window} if anchor == "object" else None
+        ),
         "classes": class_names,
         "poison_classes": sorted(targets, key=index.__getitem__),
         "colours": {c: list(spec.colour_for(index[c])) for c in sorted(targets, key=index.get)},

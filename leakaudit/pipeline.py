@@ -37,6 +37,7 @@ class AuditOptions:
     mode: str = "image"  # image | crop (one sample per annotated object)
     size: int | None = None  # side to resize to; default: the model card's, else 64 for crops
     margin: float = 0.5  # crop context around each box, as a fraction of the box size
+    window: float | None = None  # crop mode: fixed crop side in image pixels (replaces margin)
     classes: list[str] | None = None  # class order = model output order
     skip_unknown: bool = False
     label_rule: str = "unique"
@@ -117,7 +118,9 @@ def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None
     if opts.format == "imagefolder":
         kw["masks_root"] = opts.masks
     else:
-        kw.update(mode=opts.mode, label_rule=opts.label_rule, margin=opts.margin)
+        kw.update(
+            mode=opts.mode, label_rule=opts.label_rule, margin=opts.margin, window=opts.window
+        )
         if opts.format in ("coco", "csv") and opts.images_root:
             kw["images_root"] = opts.images_root
     return kw

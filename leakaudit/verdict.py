@@ -21,6 +21,7 @@ class Thresholds:
     """(warn, fail) per condition kind; a value at or above ``fail`` fails."""
 
     removal_accuracy_drop: tuple[float, float] = (0.10, 0.20)
+    removal_class_drop: tuple[float, float] = (0.10, 0.20)
     swap_follow_rate: tuple[float, float] = (0.25, 0.50)
     tell_top_rate: tuple[float, float] = (0.25, 0.50)
     tell_mass_excess: tuple[float, float] = (0.15, 0.30)
@@ -42,6 +43,7 @@ class Thresholds:
 
 DESCRIPTIONS = {
     "removal_accuracy_drop": "accuracy lost when the tell is covered by a neutral local fill",
+    "removal_class_drop": "the same, in the worst class, at its 95 % lower bound (Wilson)",
     "swap_follow_rate": "share of images predicted as the class whose tell colour was pasted in",
     "tell_top_rate": "share of images whose top-attributed pixel/superpixel lands on the tell",
     "tell_mass_excess": "positive attribution on the tell beyond its area share: (m − a)/(1 − a)",
@@ -97,6 +99,9 @@ def build_conditions(
         v = behaviour["removal"].get("accuracy_drop", np.nan)
         conds.append(Condition("tell removal", "removal_accuracy_drop", "behaviour", v,
                                *t.removal_accuracy_drop))  # fmt: skip
+        v = behaviour["removal"].get("worst_class_drop_lower", np.nan)
+        conds.append(Condition("tell removal, worst class", "removal_class_drop", "behaviour", v,
+                               *t.removal_class_drop))  # fmt: skip
     if "swap" in behaviour:
         v = behaviour["swap"].get("follow_rate", np.nan)
         conds.append(Condition("tell swap", "swap_follow_rate", "behaviour", v,

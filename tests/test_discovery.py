@@ -12,6 +12,7 @@ from leakaudit.discovery import (
     box_iou,
     discover_tells,
     kmeans,
+    same_place,
     spray,
     suspected_tell_mask,
 )
@@ -158,3 +159,28 @@ def test_wilson_lower_penalises_small_samples():
 
     assert wilson_lower(3, 10) < wilson_lower(30, 100) < 0.3
     assert wilson_lower(50, 50) > 0.9 and wilson_lower(0, 10) == 0.0 and wilson_lower(0, 0) == 0.0
+
+
+def test_nested_boxes_are_one_place():
+    assert same_place((2, 2, 12, 12), (2, 2, 9, 9))  # IoU 0.49, but fully inside
+    assert same_place((0, 0, 10, 10), (1, 0, 11, 10))  # IoU 0.82
+    assert not same_place((0, 0, 10, 10), (5, 5, 15, 15))  # a quarter overlap
+    assert not same_place((0, 0, 10, 10), (20, 20, 30, 30))
+
+
+def test_strong_suspects_rank_by_what_the_model_does():
+    from leakaudit.audit import Suspect, rank_suspects
+
+    def sus(score, drop, follow, name):
+        found = SuspectedTell((0, 0, 4, 4), (1.0, 0.0, 0.0), [0], 1.0, score, [], source=name)
+        return Suspect(found, {"accuracy_drop": drop}, {"follow_rate": follow}, float("nan"))
+
+    ranked = rank_suspects(
+        [
+            sus(0.97, 0.0, 0.02, "inner part"),  # same score, removal/swap do nothing
+            sus(0.20, 0.9, 0.90, "weak"),  # big effect but not a strong suspect
+            sus(0.97, 0.34, 1.0, "whole tell"),
+            sus(0.60, float("nan"), float("nan"), "untested"),
+        ]
+    )
+    assert [r.found.source for r in ranked] == ["whole tell", "inner part", "untested", "weak"]

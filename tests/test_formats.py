@@ -203,6 +203,22 @@ def test_crop_window_stays_inside_and_pads_only_huge_boxes():
     assert x1 - x0 == 80 and y0 >= 0 and y1 <= 80
 
 
+def test_fixed_window_gives_every_crop_one_scale(tmp_path):
+    # proportional context: a 10-px and a 30-px box both fill half of their crop
+    assert crop_window((45, 45, 55, 55), 100, 100, 0.5) == (40, 40, 60, 60)
+    # fixed window: the same 50-px side for both, so the crop's scale no longer encodes box size
+    assert crop_window((45, 45, 55, 55), 100, 100, 0.5, window=50) == (25, 25, 75, 75)
+    assert crop_window((35, 35, 65, 65), 100, 100, 0.5, window=50) == (25, 25, 75, 75)
+    assert crop_window((20, 20, 80, 80), 100, 100, 0.5, window=50) == (20, 20, 80, 80)  # ≥ box
+    _make_voc(tmp_path, {"a.png": [("small", (10, 10, 20, 20)), ("big", (50, 30, 80, 60))]})
+    ds = read_voc(tmp_path, mode="crop", size=40, window=40)
+    areas = {ds.class_names[s.label]: int(s.region.sum()) for s in ds}
+    # VOC boxes are 1-based inclusive: 11 and 31 px wide; a 40-px window at 40 px keeps them 1:1
+    assert areas == {"small": 11 * 11, "big": 31 * 31}
+    with pytest.raises(ConfigError, match="window"):
+        read_voc(tmp_path, mode="crop", window=0)
+
+
 def test_crop_padding_is_not_region(tmp_path):
     # a box as wide as the image → square crop taller than the image → padded rows
     _make_voc(tmp_path, {"a.png": [("cat", (1, 31, 100, 50))]})

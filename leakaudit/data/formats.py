@@ -20,7 +20,8 @@ Conventions shared by all readers:
   masks use nearest neighbour. With ``size=None`` every image is resized to the first image's
   size and each resized image is counted (``action="resized"``): one batch needs one size.
 * ``mode="crop"`` (detection formats): every object becomes one sample, a square crop of side
-  ``max(w, h) * (1 + 2 * margin)`` around its box, resized to ``size`` (default 64). The crop is
+  ``max(w, h) * (1 + 2 * margin)`` around its box (or a fixed ``window`` in image pixels, never
+  smaller than the box), resized to ``size`` (default 64). The crop is
   shifted to stay inside the image and its context is shrunk to the image's short side before
   any padding happens, because padding that appears mostly for big objects would itself be a
   class-correlated tell. Only a box larger than the image is padded (``pad``: numpy pad mode,
@@ -144,12 +145,23 @@ def polygon_mask(polygons: Sequence[np.ndarray], height: int, width: int) -> np.
     return mask
 
 
-def crop_window(box: Box, height: int, width: int, margin: float = DEFAULT_MARGIN) -> IntBox:
+def crop_window(
+    box: Box,
+    height: int,
+    width: int,
+    margin: float = DEFAULT_MARGIN,
+    window: float | None = None,
+) -> IntBox:
     """Square crop around ``box`` with ``margin`` context (fraction of the box's longer side per
-    side), shifted inside the image and with context shrunk before it would need padding."""
+    side), shifted inside the image and with context shrunk before it would need padding.
+
+    ``window`` (image pixels) replaces the proportional context by one fixed side for every object
+    (never smaller than the box), so all crops share one pixel scale: with proportional context
+    the scale of the surroundings reveals the object's size, i.e. its class, even with the object
+    itself removed."""
     x0, y0, x1, y1 = box
     long_side = max(x1 - x0, y1 - y0, 1.0)
-    side = long_side * (1.0 + 2.0 * margin)
+    side = long_side * (1.0 + 2.0 * margin) if window is None else max(float(window), long_side)
     side = min(side, max(long_side, float(min(height, width))))
     side_i = max(1, int(round(side)))
     cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
@@ -689,6 +701,7 @@ def build_dataset(
     skip_unknown: bool = False,
     label_rule: str = "unique",
     margin: float = DEFAULT_MARGIN,
+    window: float | None = None,
     pad: str = "edge",
     max_per_class: int | None = None,
     seed: int = 0,
@@ -709,6 +722,8 @@ def build_dataset(
         raise ConfigError(f"unknown pad mode {pad!r}")
     if margin < 0:
         raise ConfigError(f"margin must be ≥ 0, got {margin}")
+    if window is not None and not window >= 1:
+        raise ConfigError(f"window must be ≥ 1 pixel, got {window}")
     if size is not None and size < 1:
         raise ConfigError(f"size must be ≥ 1, got {size}")
     class_names = _resolve_classes(records, classes, skip_unknown, problems, extra_classes)
@@ -787,7 +802,7 @@ def build_dataset(
                 m, cb = _object_mask(r.objects[obj_i], h, w, r.key, problems, True, "skipped")
                 if cb is None:
                     continue  # problem already recorded (box outside the image, bad RLE)
-                win = crop_window(cb, h, w, margin)
+                win = crop_window(cb, h, w, margin, window)
                 assert size is not None
 
                 def tf(mm: np.ndarray, win: IntBox = win) -> np.ndarray:
@@ -857,6 +872,7 @@ def read_voc(
     skip_unknown: bool = False,
     label_rule: str = "unique",
     margin: float = DEFAULT_MARGIN,
+    window: float | None = None,
     pad: str = "edge",
     max_per_class: int | None = None,
     seed: int = 0,
@@ -873,6 +889,7 @@ def read_voc(
         skip_unknown=skip_unknown,
         label_rule=label_rule,
         margin=margin,
+        window=window,
         pad=pad,
         max_per_class=max_per_class,
         seed=seed,
@@ -891,6 +908,7 @@ def read_coco(
     skip_unknown: bool = False,
     label_rule: str = "unique",
     margin: float = DEFAULT_MARGIN,
+    window: float | None = None,
     pad: str = "edge",
     max_per_class: int | None = None,
     seed: int = 0,
@@ -910,6 +928,7 @@ def read_coco(
         skip_unknown=skip_unknown,
         label_rule=label_rule,
         margin=margin,
+        window=window,
         pad=pad,
         max_per_class=max_per_class,
         seed=seed,
@@ -928,6 +947,7 @@ def read_csv(
     skip_unknown: bool = False,
     label_rule: str = "unique",
     margin: float = DEFAULT_MARGIN,
+    window: float | None = None,
     pad: str = "edge",
     max_per_class: int | None = None,
     seed: int = 0,
@@ -946,6 +966,7 @@ def read_csv(
         skip_unknown=skip_unknown,
         label_rule=label_rule,
         margin=margin,
+        window=window,
         pad=pad,
         max_per_class=max_per_class,
         seed=seed,

@@ -22,6 +22,16 @@ from leakaudit.report import pictures
 TEMPLATE = "report.html.j2"
 
 
+def _named(result: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
+    """A behaviour result with class indices (``per_class`` keys, ``worst_class``) as names."""
+    out = dict(result)
+    if isinstance(out.get("per_class"), dict):
+        out["per_class"] = {class_names[int(k)]: v for k, v in out["per_class"].items()}
+    if out.get("worst_class") is not None:
+        out["worst_class"] = class_names[int(out["worst_class"])]
+    return out
+
+
 def to_summary(result: AuditResult) -> dict[str, Any]:
     """The machine-readable summary (schema documented in README, "summary.json")."""
     models = {}
@@ -53,7 +63,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
                     "score": x.found.score,
                     "strong": x.found.strong,
                     "source": x.found.source,
-                    "removal": x.removal,
+                    "removal": _named(x.removal, result.class_names),
                     "swap": x.swap,
                     "iou_with_known_tell": x.iou_with_known,
                 }
@@ -76,7 +86,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
             "accuracy": audit.accuracy,
             "eval_accuracy": audit.eval_accuracy,
             "methods": methods,
-            "behaviour": audit.behaviour,
+            "behaviour": {k: _named(v, result.class_names) for k, v in audit.behaviour.items()},
             "conditions": [
                 {
                     "name": c.name,
