@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from voc_files import make_voc
 
 from leakaudit.cli import main
 from leakaudit.data.export import export_samples, file_stem
@@ -19,25 +20,12 @@ from leakaudit.tells import TellSpec
 
 
 def _voc(root: Path) -> Path:
-    """Two 100×80 images, three objects of two classes (VOC boxes are 1-based inclusive)."""
-    (root / "Annotations").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
+    """Two 100×80 images, three objects of two classes."""
     objects = {
         "a.png": [("cell", (11, 11, 40, 40)), ("blob", (51, 21, 70, 40))],
         "b.png": [("cell", (31, 31, 60, 60))],
     }
-    for k, (name, objs) in enumerate(objects.items()):
-        rgb = (np.random.default_rng(k).random((80, 100, 3)) * 255).astype(np.uint8)
-        Image.fromarray(rgb).save(root / "JPEGImages" / name)
-        body = "".join(
-            f"<object><name>{n}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
-            f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-            for n, b in objs
-        )
-        (root / "Annotations" / f"{Path(name).stem}.xml").write_text(
-            f"<annotation><filename>{name}</filename>{body}</annotation>"
-        )
-    return root
+    return make_voc(root, objects)
 
 
 def test_file_stem_is_flat_and_keeps_the_object_index():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from voc_files import make_voc as _make_voc
+from voc_files import rgb as _rgb
+from voc_files import save as _save
+from voc_files import voc_xml as _voc_xml
 
 from leakaudit.data.formats import (
     READERS,
@@ -23,45 +26,13 @@ from leakaudit.data.formats import (
 from leakaudit.data.images import load_image, read_image
 from leakaudit.errors import ConfigError, DatasetError
 
-
-def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
-    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+# ---------------------------------------------------------------------------------- images
 
 
-def _save(path: Path, arr: np.ndarray, **kw) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path, **kw)
-    return path
-
-
-def _truncate(path: Path) -> Path:
+def _truncate(path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
-
-
-def _voc_xml(filename: str, objects: list[tuple[str, tuple]], w: int = 100, h: int = 80) -> str:
-    objs = "".join(
-        f"<object><name>{n}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
-        f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-        for n, b in objects
-    )
-    return (
-        f"<annotation><filename>{filename}</filename><size><width>{w}</width>"
-        f"<height>{h}</height><depth>3</depth></size>{objs}</annotation>"
-    )
-
-
-def _make_voc(root: Path, items: dict[str, list[tuple[str, tuple]]], images: bool = True) -> Path:
-    (root / "Annotations").mkdir(parents=True, exist_ok=True)
-    for k, (name, objects) in enumerate(items.items()):
-        (root / "Annotations" / f"{Path(name).stem}.xml").write_text(_voc_xml(name, objects))
-        if images:
-            _save(root / "JPEGImages" / name, _rgb(80, 100, k))
-    return root
-
-
-# ---------------------------------------------------------------------------------- images
 
 
 def test_load_image_conversions(tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from voc_files import voc_xml
 
 from leakaudit.data.formats import box_mask, read_dataset
 from leakaudit.data.images import load_image
@@ -80,14 +81,9 @@ def _voc(root: Path, n: int) -> dict[str, np.ndarray]:
         _save(root / "JPEGImages" / f"im{k}.jpg", arr)
         originals[f"im{k}.png"] = load_image(root / "JPEGImages" / f"im{k}.jpg")
         objs = [("big", (21, 21, 60, 60)), ("small", (101, 61, 120, 80))]
-        body = "".join(
-            f"<object><name>{nm}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
-            f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
-            for nm, b in objs
-        )
+        path = f"<path>/x/im{k}.jpg</path>"
         (root / "Annotations" / f"im{k}.xml").write_text(
-            f"<annotation><filename>im{k}.jpg</filename><path>/x/im{k}.jpg</path>"
-            f"{body}</annotation>"
+            voc_xml(f"im{k}.jpg", objs, w=160, h=120, extra=path)
         )
     return originals
 
