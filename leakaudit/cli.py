@@ -264,9 +264,16 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, **cli)
     for c in model.conditions:
         if c.status in ("FAIL", "WARN"):
             click.echo(f"  {c.status}: {c.name} = {c.value:.3f} (fail ≥ {c.fail:g})")
+    _echo_warnings(result.notes)
     click.echo(f"report:  {html}")
     click.echo(f"summary: {summary}")
     sys.exit(1 if model.verdict == "leak" else 0)
+
+
+def _echo_warnings(notes: list[str]) -> None:
+    for note in notes:
+        if note.startswith("Warning:"):
+            click.echo(note, err=True)
 
 
 @main.command()
@@ -305,6 +312,7 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, model_a, mo
         if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:
             click.echo(f"  {row['method']:>9} {row['score']:<13} {pair[0]} − {pair[1]} = "
                        f"{row['mean_diff']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]")  # fmt: skip
+    _echo_warnings(result.notes)
     click.echo(f"report:  {html}")
     click.echo(f"summary: {summary}")
     sys.exit(1 if any(a.verdict == "leak" for a in result.models.values()) else 0)
@@ -472,8 +480,11 @@ def train_cmd(data, format_, mode, size, margin, window, max_per_class, arch, ep
         kw["max_per_class"] = max_per_class
     ds = read_dataset(data, format_, **kw)
     model, report = fit(ds, arch=arch, seed=seed, epochs=epochs, progress=not quiet)
+    prep: dict = {"input_size": size}
+    if format_ != "imagefolder" and mode == "crop":  # audits must cut the same crops
+        prep["crop"] = {"margin": margin, "window": window}
     card = save_checkpoint(model, arch, report.get("arch_kwargs", {}), ds.class_names,
-                           {"input_size": size}, report, out, seed=seed)  # fmt: skip
+                           prep, report, out, seed=seed)  # fmt: skip
     click.echo(f"trained {arch} on {len(ds)} samples {ds.counts()}: validation accuracy "
                f"{report.get('val_accuracy', float('nan')):.3f}")  # fmt: skip
     click.echo(f"checkpoint: {out}")

@@ -152,6 +152,27 @@ def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, dict, in
     return data, meta, size
 
 
+def crop_mismatch(opts: AuditOptions, meta: dict, model_path: str) -> str | None:
+    """A note when the model card says the model saw differently cut crops than this audit cuts:
+    its predictions would then not be its real accuracy, and nothing else would say so."""
+    trained = (meta.get("preprocessing") or {}).get("crop")
+    if not trained:
+        return None
+    here = {"margin": opts.margin, "window": opts.window} if opts.mode == "crop" else None
+    if here is not None and all(here[k] == trained.get(k) for k in here):
+        return None
+
+    def fmt(c: dict) -> str:
+        return f"window {c['window']:g} px" if c.get("window") else f"margin {c['margin']:g}"
+
+    cut = fmt(here) if here else f"no crops (mode {opts.mode})"
+    return (
+        f"Warning: {model_path} was trained on object crops cut with {fmt(trained)}; this audit "
+        f"uses {cut}. Pass the training crop options (--mode crop --margin/--window) to audit "
+        "the model on the inputs it was made for."
+    )
+
+
 def _load(
     opts: AuditOptions, path: str, data: Dataset, size: int | None
 ) -> tuple[nn.Module, ModelSpec]:
@@ -196,8 +217,10 @@ def _gallery(data: Dataset) -> list[int]:
 
 def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     configure()
-    data, _, size = _read(opts, opts.model)
+    data, meta, size = _read(opts, opts.model)
     notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
+    if opts.model and (warning := crop_mismatch(opts, meta, opts.model)):
+        notes.append(warning)
     if opts.train:
         train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
         model, report = fit(data.subset(train_idx), seed=opts.seed, epochs=opts.epochs,
@@ -260,10 +283,11 @@ def run_compare(
     paired differences with bootstrap CIs, effect sizes (Cohen's d_z) and Wilcoxon p-values."""
     configure()
     data, _, size = _read(opts, model_a)
+    paths = (model_a, model_b)
     eval_data = stratified_limit(data, opts.limit, opts.seed)
     eval_data.problems = list(data.problems)
     audits, specs = {}, {}
-    for name, path in zip(names, (model_a, model_b), strict=True):
+    for name, path in zip(names, paths, strict=True):
         model, specs[name] = _load(opts, path, data, size)
         audits[name] = _audit(opts, model, name, eval_data, progress)
     config = asdict(opts)
@@ -280,6 +304,9 @@ def run_compare(
         notes=[
             f"Both models audited on the same {len(eval_data)} samples of {opts.data}.",
             f"Paired differences are {names[0]} − {names[1]}.",
+            *filter(
+                None, (crop_mismatch(opts, read_checkpoint_meta(p), p) for p in (model_a, model_b))
+            ),
         ],
     )
     result.comparison = compare_audits(audits[names[0]], audits[names[1]], opts.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,23 @@ def test_crops_command(tmp_path):
     assert "wrote 3 crops" in res.output
     assert sorted(p.name for p in (out / "images").iterdir()) == ["blob", "cell"]
     assert Image.open(next((out / "masks" / "cell").iterdir())).size == (24, 24)
+
+
+def test_model_card_keeps_crop_options_and_a_different_cut_is_noted(tmp_path):
+    from leakaudit.pipeline import AuditOptions, crop_mismatch
+
+    bccd = Path(__file__).resolve().parents[1] / "examples" / "data" / "bccd"
+    model = tmp_path / "m" / "model.pt"
+    args = ["train", "--data", str(bccd), "--format", "voc", "--mode", "crop", "--window", "192",
+            "--max-per-class", "4", "--epochs", "1", "--size", "16", "--out", str(model),
+            "--quiet"]  # fmt: skip
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    card = json.loads((model.parent / "model_card.json").read_text())
+    assert card["preprocessing"]["crop"] == {"margin": 0.5, "window": 192.0}
+    same = AuditOptions(data="d", mode="crop", window=192.0)
+    assert crop_mismatch(same, card, "model.pt") is None
+    note = crop_mismatch(AuditOptions(data="d", mode="crop"), card, "model.pt")
+    assert note and "window 192 px" in note and "margin 0.5" in note
+    assert "no crops" in crop_mismatch(AuditOptions(data="d"), card, "model.pt")
+    assert crop_mismatch(AuditOptions(data="d"), {"preprocessing": {"input_size": 64}}, "m") is None
