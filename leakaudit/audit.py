@@ -140,7 +140,7 @@ def audit_model(
         bar = tqdm(total=len(data), desc=f"{name}: {method}", unit="img", disable=not progress)
         for start in range(0, len(data), batch_size):
             batch = data.samples[start : start + batch_size]
-            images = np.stack([s.image for s in batch])
+            images = all_images[start : start + batch_size]
             attr = cached_attribute(
                 explainer, model_hash, images, labels[start : start + batch_size], cache
             )

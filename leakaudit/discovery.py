@@ -94,10 +94,18 @@ class DiscoveryResult:
 # ---------------------------------------------------------------- small numpy building blocks
 
 
-def box_iou(a: Box, b: Box) -> float:
+def box_area(box: Box) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _intersection(a: Box, b: Box) -> int:
     ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
+    return ix * iy
+
+
+def box_iou(a: Box, b: Box) -> float:
+    inter = _intersection(a, b)
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
@@ -108,14 +116,8 @@ def same_place(a: Box, b: Box) -> bool:
     inner part, which by IoU alone would count as a second, weaker copy of the same tell."""
     if box_iou(a, b) >= 0.5:
         return True
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return smaller > 0 and ix * iy / smaller >= 0.8
-
-
-def box_area(box: Box) -> int:
-    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+    smaller = min(box_area(a), box_area(b))
+    return smaller > 0 and _intersection(a, b) / smaller >= 0.8
 
 
 def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:

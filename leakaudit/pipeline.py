@@ -140,7 +140,7 @@ def stratified_limit(data: Dataset, limit: int | None, seed: int) -> Dataset:
     return data.subset(sorted(keep)[: max(limit, 1)])
 
 
-def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, dict, int | None]:
+def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, int | None]:
     """The dataset, read with the class order and input size of the model's card (if any)."""
     meta = read_checkpoint_meta(model_path) if model_path else {}
     prep = meta.get("preprocessing") or {}
@@ -149,7 +149,7 @@ def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, dict, in
     data = read_dataset(opts.data, opts.format, **read_options(opts, size, classes))
     if len(data) == 0:
         raise DatasetError(f"{opts.data}: no usable samples after reading and filtering")
-    return data, meta, size
+    return data, size
 
 
 def crop_mismatch(opts: AuditOptions, meta: dict, model_path: str) -> str | None:
@@ -175,8 +175,9 @@ def crop_mismatch(opts: AuditOptions, meta: dict, model_path: str) -> str | None
 
 def _load(
     opts: AuditOptions, path: str, data: Dataset, size: int | None
-) -> tuple[nn.Module, ModelSpec]:
-    """Load a user model with its preprocessing wrapped in, checked against the class list."""
+) -> tuple[nn.Module, ModelSpec, str | None]:
+    """Load a user model with its preprocessing wrapped in, checked against the class list;
+    also the crop-mismatch warning from the same card (see ``crop_mismatch``), or None."""
     meta = read_checkpoint_meta(path)
     prep = meta.get("preprocessing") or {}
     spec = ModelSpec(
@@ -191,7 +192,7 @@ def _load(
     )
     model = load_model(path, spec.arch, spec.kwargs, n_classes=len(data.class_names))
     check_output_width(model, spec, len(data.class_names))
-    return spec.wrap(model), spec
+    return spec.wrap(model), spec, crop_mismatch(opts, meta, path)
 
 
 def _audit(opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, progress: bool):
@@ -217,10 +218,8 @@ def _gallery(data: Dataset) -> list[int]:
 
 def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     configure()
-    data, meta, size = _read(opts, opts.model)
+    data, size = _read(opts, opts.model)
     notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
-    if opts.model and (warning := crop_mismatch(opts, meta, opts.model)):
-        notes.append(warning)
     if opts.train:
         train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
         model, report = fit(data.subset(train_idx), seed=opts.seed, epochs=opts.epochs,
@@ -233,7 +232,8 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
             f"{len(test_idx)} held-out samples."
         )
     else:
-        model, spec = _load(opts, opts.model, data, size)
+        model, spec, warning = _load(opts, opts.model, data, size)
+        notes += [warning] if warning else []
         eval_data = data
     eval_data = stratified_limit(eval_data, opts.limit, opts.seed)
     eval_data.problems = list(data.problems)
@@ -282,13 +282,13 @@ def run_compare(
     """Audit two models on the same images (e.g. clean vs poisoned, or two releases) and add
     paired differences with bootstrap CIs, effect sizes (Cohen's d_z) and Wilcoxon p-values."""
     configure()
-    data, _, size = _read(opts, model_a)
-    paths = (model_a, model_b)
+    data, size = _read(opts, model_a)
     eval_data = stratified_limit(data, opts.limit, opts.seed)
     eval_data.problems = list(data.problems)
-    audits, specs = {}, {}
-    for name, path in zip(names, paths, strict=True):
-        model, specs[name] = _load(opts, path, data, size)
+    audits, specs, warnings = {}, {}, []
+    for name, path in zip(names, (model_a, model_b), strict=True):
+        model, specs[name], warning = _load(opts, path, data, size)
+        warnings += [warning] if warning else []
         audits[name] = _audit(opts, model, name, eval_data, progress)
     config = asdict(opts)
     config["model_specs"] = {n: s.to_dict() for n, s in specs.items()}
@@ -304,9 +304,7 @@ def run_compare(
         notes=[
             f"Both models audited on the same {len(eval_data)} samples of {opts.data}.",
             f"Paired differences are {names[0]} − {names[1]}.",
-            *filter(
-                None, (crop_mismatch(opts, read_checkpoint_meta(p), p) for p in (model_a, model_b))
-            ),
+            *warnings,
         ],
     )
     result.comparison = compare_audits(audits[names[0]], audits[names[1]], opts.seed)

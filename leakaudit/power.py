@@ -194,11 +194,6 @@ def _methods(c: DemoConfig, lime: bool) -> dict[str, dict[str, Any]]:
     return methods
 
 
-def _train(c: DemoConfig, data: Dataset, train_idx, test_idx, desc: str) -> tuple[nn.Module, float]:
-    """Train a SmallCNN exactly as ``run_demo`` does; return it and its own test accuracy."""
-    return train_model(c, data, train_idx, test_idx, desc, progress=False)
-
-
 def _run_cell(
     c: DemoConfig,
     clean: Dataset,
@@ -219,7 +214,7 @@ def _run_cell(
         colours=style.colours,
     )
     poisoned = poison(clean, spec, seed=c.seed + 1)
-    model, own_acc = _train(c, poisoned, train_idx, test_idx, "train poisoned")
+    model, own_acc = train_model(c, poisoned, train_idx, test_idx, "train poisoned", progress=False)
     test_clean = clean.subset(test_idx)
     acc_on_clean = accuracy(model, test_clean.images(), test_clean.labels())
     eval_data = poisoned.subset(test_idx[: c.n_eval])
@@ -453,7 +448,7 @@ def _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks) 
         t0 = time.perf_counter()
         clean = make_shapes(c.n_images, seed=c.seed, size=c.size, n_classes=c.n_classes)
         split = split_indices(len(clean), c.test_fraction, seed=c.seed + 2)
-        clean_model, clean_acc = _train(c, clean, *split, "train clean")
+        clean_model, clean_acc = train_model(c, clean, *split, "train clean", progress=False)
         seconds["train_clean"] += time.perf_counter() - t0
         bar.update(1)
         for size in sizes:

@@ -87,7 +87,6 @@ def export_samples(dataset: Dataset, out_dir: str | Path, meta: dict | None = No
     images_dir, masks_dir = out / "images", out / "masks"
     taken: Counter[str] = Counter()
     tells: dict[str, list[dict]] = {}
-    counts: Counter[str] = Counter()
     for s in dataset.samples:
         cls = dataset.class_names[s.label]
         stem = file_stem(s.id)
@@ -101,12 +100,10 @@ def export_samples(dataset: Dataset, out_dir: str | Path, meta: dict | None = No
         if s.tell is not None and s.tell.any():
             quantised = to_uint8(s.image).astype(np.float32) / 255.0
             tells[rel] = _tell_entries(s.tell, quantised, cls)
-        counts[cls] += 1
     for name in dataset.class_names:  # a class with no samples still gets its folder
         (images_dir / name).mkdir(parents=True, exist_ok=True)
     n_tells = sum(len(v) for v in tells.values())
     if tells:
         info = {"version": 1, "format": "imagefolder", "anchor": "image", "exported_from": meta}
         write_tells_json(images_dir / TELLS_FILE, info, tells)
-    ordered = {c: counts[c] for c in dataset.class_names}
-    return ExportResult(images_dir, masks_dir, ordered, n_tells)
+    return ExportResult(images_dir, masks_dir, dataset.counts(), n_tells)
