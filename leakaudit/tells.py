@@ -1,8 +1,10 @@
-"""Planted tells: a solid colour rectangle drawn into an image, returned with its exact mask.
+"""Planted tells: a colour mark drawn into an image, returned with its exact mask.
 
 Poisoning gives every class its own colour; ``prevalence`` is the fraction of each class's images
-that carry the tell, and the position policy is a fixed corner, a fixed (x, y), or random.
-Everything is pure (inputs are never modified) and seeded.
+that carry the tell, and the position policy is a fixed corner, a fixed (x, y), or random (a new
+place per image). ``TellSpec.kind`` picks the mark: a solid rectangle (default) or one of the
+kinds in ``tell_kinds`` (alpha-blended logo, text, frame, noise texture), optionally JPEG
+re-compressed. Everything is pure (inputs are never modified) and seeded.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.errors import ConfigError
+from leakaudit.tell_kinds import KINDS, draw_kind
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
@@ -54,13 +57,44 @@ def draw_rectangle(
 
 @dataclass(frozen=True)
 class TellSpec:
-    """How to poison a dataset. ``position`` is a corner name, ``"random"``, or an (x, y) tuple."""
+    """How to poison a dataset. ``position`` is a corner name, ``"random"``, or an (x, y) tuple.
+
+    ``kind``: "solid" (a filled box, the default), "logo", "text", "border" or "noise" (see
+    ``tell_kinds``); ``size`` is always the side of the box the mark is drawn in. ``alpha``
+    (logo opacity), ``text`` (the watermark string) and ``noise_sigma`` only affect their kind;
+    ``jpeg_quality`` re-compresses the tell's neighbourhood for any kind."""
 
     size: int = 10
     position: str | tuple[int, int] = "top-left"
     prevalence: float = 1.0
     colours: Mapping[int, tuple[float, float, float]] | None = None
     margin: int = 2
+    kind: str = "solid"
+    alpha: float = 0.6
+    text: str = "TM"
+    noise_sigma: float = 0.2
+    jpeg_quality: int | None = None
+
+    @property
+    def plain(self) -> bool:
+        """A solid rectangle without compression: drawn exactly as before kinds existed."""
+        return self.kind == "solid" and self.jpeg_quality is None
+
+    def draw(
+        self,
+        image: np.ndarray,
+        box: Box,
+        colour: Sequence[float],
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """This spec's mark in ``box``: the new image and the mask of exactly the changed pixels.
+        ``rng`` seeds the noise kind (one generator per image keeps images independent)."""
+        if self.plain:
+            return draw_rectangle(image, box, colour)
+        return draw_kind(
+            image, box, colour, kind=self.kind, jpeg_quality=self.jpeg_quality, rng=rng,
+            alpha=self.alpha, text=self.text, noise_sigma=self.noise_sigma,
+        )  # fmt: skip
 
     def colour_for(self, label: int) -> tuple[float, float, float]:
         if self.colours is not None:
@@ -78,6 +112,14 @@ class TellSpec:
             raise ConfigError(
                 f"unknown tell position {self.position!r}: use {CORNERS}, random or x,y"
             )
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown tell kind {self.kind!r}: use one of {sorted(KINDS)}")
+        if not 0.0 < self.alpha <= 1.0:
+            raise ConfigError(f"logo alpha must be in (0, 1], got {self.alpha}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 95:
+            raise ConfigError(f"jpeg quality must be in 1..95, got {self.jpeg_quality}")
+        if self.kind == "text" and not self.text.strip():
+            raise ConfigError("text tell needs a non-empty text")
 
     def box_for(self, height: int, width: int, rng: np.random.Generator) -> Box:
         s, m = self.size, self.margin
@@ -93,9 +135,19 @@ class TellSpec:
         return (x0, y0, x0 + s, y0 + s)
 
 
-def plant(sample: Sample, box: Box, colour: Sequence[float]) -> Sample:
-    """Draw one tell into a sample; the object region loses the pixels the tell covers."""
-    image, mask = draw_rectangle(sample.image, box, colour)
+def plant(
+    sample: Sample,
+    box: Box,
+    colour: Sequence[float],
+    spec: TellSpec | None = None,
+    rng: np.random.Generator | None = None,
+) -> Sample:
+    """Draw one tell into a sample; the object region loses the pixels the tell covers.
+    ``spec`` picks the kind of mark (default: a solid rectangle)."""
+    if spec is None or spec.plain:
+        image, mask = draw_rectangle(sample.image, box, colour)
+    else:
+        image, mask = spec.draw(sample.image, box, colour, rng)
     return sample.with_(image=image, tell=mask, tell_box=box, region=sample.region & ~mask)
 
 
@@ -119,7 +171,11 @@ def poison(dataset: Dataset, spec: TellSpec, seed: int) -> Dataset:
     out = []
     for i, s in enumerate(dataset.samples):
         box = spec.box_for(*s.image.shape[:2], rng)  # drawn for every sample: stable streams
-        out.append(plant(s, box, spec.colour_for(s.label)) if chosen[i] else s)
+        if chosen[i]:
+            # the noise kind's own generator per image: the box stream above stays as it was
+            own = None if spec.plain else np.random.default_rng([seed, 0x7E11, i])
+            s = plant(s, box, spec.colour_for(s.label), spec, own)
+        out.append(s)
     return Dataset(out, list(dataset.class_names), list(dataset.problems))
 
 
