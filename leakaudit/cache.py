@@ -1,7 +1,10 @@
 """On-disk cache of per-image attributions, so re-runs and interrupted runs redo no work.
 
-One ``.npz`` per (model, image, method, parameters): the key is a SHA-256 of the model's
-``state_dict`` bytes, the image bytes, and the explainer's ``describe()``. Each file is written
+One ``.npz`` per (model, image, target, method, parameters): the key is a SHA-256 of the model's
+fingerprint (weights *and* code *and* preprocessing, see ``model_fingerprint``), the image bytes,
+the target class, and the explainer's ``describe()``. Everything a stored map depends on is in
+the key; the sample's region is not, because no attribution reads it (only scoring does, and
+scores are never cached). Each file is written
 to a temporary name and ``os.replace``d into place (atomic on POSIX), and it carries a SHA-256
 of its own arrays: a truncated, garbled or foreign file is treated as a miss and recomputed,
 never returned.
@@ -10,7 +13,9 @@ never returned.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -28,13 +33,46 @@ FORMAT = 1
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 over each ``state_dict`` entry's name, dtype, shape and bytes (weights, buffers)."""
-    h = hashlib.sha256()
+    """SHA-256 of everything the model's outputs depend on, so no cache entry outlives a change.
+
+    Weights alone are not enough: two TorchScript files with the same weights and different
+    ``forward`` code, or the same weights behind RGB vs BGR preprocessing, compute different maps.
+    Covered: every ``state_dict`` entry (name, dtype, shape, bytes); every submodule's type,
+    ``extra_repr()`` (layer settings, the preprocessing wrapper's channel order) and code —
+    TorchScript code of each scripted submodule, Python source of each module class.
+    """
+    h = hashlib.sha256(b"fingerprint-v2|")
     for name, t in model.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for name, module in model.named_modules():
+        h.update(f"module|{name}|{_module_code(module)}".encode())
     return h.hexdigest()
+
+
+def _module_code(module: nn.Module) -> str:
+    """Type, settings and code of one module (not its children: they are hashed themselves)."""
+    kind = type(module)
+    parts = [f"{kind.__module__}.{kind.__qualname__}"]
+    if isinstance(module, torch.jit.ScriptModule):
+        parts.append(str(getattr(module, "original_name", "")))
+        with contextlib.suppress(Exception):  # a module without forward has no code
+            parts.append(module.code)
+    else:
+        with contextlib.suppress(Exception):
+            parts.append(module.extra_repr())
+        parts.append(_class_source(kind))
+    return "|".join(parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_source(kind: type) -> str:
+    """Source of a module class (user architectures change between runs); '' when unavailable."""
+    try:
+        return inspect.getsource(kind)
+    except (OSError, TypeError):
+        return ""
 
 
 def _array_digest(arrays: dict[str, np.ndarray], key: str) -> str:

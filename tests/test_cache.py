@@ -149,3 +149,34 @@ def test_stream_batches_and_cache(tmp_path, model, data) -> None:
     list(stream_attributions(ex, iter(items), batch_size=4, cache=cache, progress=False))
     assert sum(ex.calls) == n  # all served from the cache
     assert peak_rss_mb() > 0
+
+
+class _Doubler(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class _Squarer(_Doubler):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((x * x).mean(dim=(2, 3)))
+
+
+def test_fingerprint_covers_code_and_preprocessing(tmp_path) -> None:
+    """Same weights, different forward code or channel order → different cache keys (issue 10.3)."""
+    from leakaudit.models.load import Preprocessed, load_model
+
+    torch.manual_seed(0)
+    a, b = _Doubler(), _Squarer()
+    b.load_state_dict(a.state_dict())
+    for name, m in (("a", a), ("b", b)):
+        torch.jit.script(m).save(str(tmp_path / f"{name}.pt"))
+    sa, sb = (load_model(tmp_path / f"{n}.pt") for n in "ab")
+    assert model_fingerprint(sa) != model_fingerprint(sb)
+    assert model_fingerprint(sa) == model_fingerprint(load_model(tmp_path / "a.pt"))
+    rgb = Preprocessed(a, (0.4, 0.5, 0.6), (0.2, 0.2, 0.2))
+    bgr = Preprocessed(a, (0.4, 0.5, 0.6), (0.2, 0.2, 0.2), bgr=True)
+    assert model_fingerprint(rgb) != model_fingerprint(bgr)
