@@ -34,12 +34,31 @@ Conventions shared by all readers:
   everywhere) belong in crop mode.
 * A ``tells.json`` written by ``leakaudit.inject`` (found beside the annotations, or given as
   ``tells_path``) fills ``Sample.tell``/``tell_box``, mapped through cropping and resizing; tell
-  pixels are removed from the region, as ``tells.plant`` does.
+  pixels are removed from the region, as ``tells.plant`` does. A tell box covering more than
+  ``MAX_TELL_FRACTION`` (25 %) of its image is dropped and counted: a "tell" that large is most
+  of the picture, so attribution on it says nothing about cheating (a whole-image box would
+  make every model look leaky). Real tells (stickers, watermarks, rulers) are far smaller.
+* Image paths are resolved (symlinks followed) and must stay inside the dataset root (VOC root,
+  ImageFolder root, or the COCO/CSV ``images_root``); an absolute path, a ``../`` path or a link
+  leading outside is a counted skip, never read. Two annotations of the same image file (two
+  VOC XMLs naming it, a COCO image id listed twice, ``a.png`` and ``./a.png`` in a CSV) keep
+  the first and count the others as skipped, so no image is scored twice.
+* Declared sizes (VOC ``<size>``, COCO ``width``/``height``, RLE ``size``) are checked against
+  the pixel cap (``images.MAX_PIXELS``, option ``max_pixels``, env ``LEAKAUDIT_MAX_PIXELS``)
+  before anything is allocated; above it the image (or the RLE annotation) is a counted skip.
+* Boxes refer to the image as displayed, i.e. after its EXIF orientation (``images.read_image``
+  applies it): annotation tools draw on the displayed image. When the annotation declares a
+  size (VOC ``<size>``, COCO ``width``/``height``; 0 or missing means undeclared) that differs
+  from the decoded image, the image is skipped and counted rather than kept with clipping:
+  the boxes were drawn on a differently sized or rotated picture, so every region would be off.
+* Text files must be UTF-8 (a BOM is accepted); anything else is a one-line ``DatasetError``
+  naming the file and the line or byte offset.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
 import xml.etree.ElementTree as ET
@@ -53,6 +72,8 @@ from skimage import draw
 
 from leakaudit.data.images import (
     IMAGE_EXTENSIONS,
+    over_cap,
+    pixel_cap,
     read_image,
     resize_image,
     resize_mask,
@@ -70,6 +91,7 @@ MIN_CROP_BOX = 2.0  # px: crop mode skips smaller boxes (BCCD has 1×1 "boxes": 
 LABEL_RULES = ("unique", "error", "majority", "largest")
 MODES = ("image", "crop")
 TELLS_FILE = "tells.json"
+MAX_TELL_FRACTION = 0.25  # a tell box above this share of its image is refused (docstring)
 
 
 class DataWarning(UserWarning):
@@ -112,6 +134,7 @@ class ImageRecord:
     path: Path
     objects: list[ObjectAnn]
     source: str  # annotation file (and line) this came from
+    size: tuple[int, int] | None = None  # (width, height) the annotation declares, if any
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,6 +243,65 @@ def _fmt_box(box: Box) -> str:
 # parsers: files → ImageRecords (no pixels read)
 
 
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` with symlinks and ``..`` resolved, or None when the OS cannot resolve it
+    (embedded NUL, symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (resolved, so links count by their target) lies under ``root``."""
+    rp, rr = _resolved(path), _resolved(root)
+    return rp is not None and rr is not None and rp.is_relative_to(rr)
+
+
+def _outside_problem(item: str, name: str, root: Path) -> DataProblem:
+    return DataProblem(
+        item, f"image path {name} resolves outside the dataset root {root}", "skipped"
+    )
+
+
+def _dedupe(records: list[ImageRecord], problems: list[DataProblem]) -> list[ImageRecord]:
+    """Keep the first record of each image file; count the others (they would double-count the
+    image, and paired comparisons would no longer line up)."""
+    seen: dict[Path, ImageRecord] = {}
+    out = []
+    for r in records:
+        rp = _resolved(r.path) or r.path
+        first = seen.get(rp)
+        if first is None:
+            seen[rp] = r
+            out.append(r)
+            continue
+        where = r.source if r.source != first.source else r.key
+        problems.append(
+            DataProblem(
+                where,
+                f"image {r.key} is already annotated by {first.source} ({first.key}); "
+                "duplicate ignored",
+                "skipped",
+            )
+        )
+    return out
+
+
+def _declared_size(width: float | None, height: float | None, what: str) -> tuple[int, int] | None:
+    """(width, height) from an annotation; 0 or missing means 'not declared'."""
+    if width is None or height is None or width <= 0 or height <= 0:
+        return None
+    if width != int(width) or height != int(height):
+        raise DatasetError(f"{what}: image size must be whole pixels, got {width:g}×{height:g}")
+    return int(width), int(height)
+
+
 def _find_image(folder: Path, name: str | None, stem: str) -> Path | None:
     if name:
         p = folder / name
@@ -246,21 +328,36 @@ def _num(text: str | None, what: str) -> float:
     return v
 
 
-def parse_voc(root: str | Path, problems: list[DataProblem]) -> list[ImageRecord]:
-    """``root/Annotations/*.xml`` + ``root/JPEGImages``; VOC 1-based boxes → pixel edges."""
+def parse_voc(
+    root: str | Path, problems: list[DataProblem], *, max_pixels: int | None = None
+) -> list[ImageRecord]:
+    """``root/Annotations/*.xml`` + ``root/JPEGImages``; VOC 1-based boxes → pixel edges.
+
+    A ``<filename>`` that does not exist falls back to the image named like the XML file (VOC
+    tools disagree on extensions), counted as a data problem."""
     root = Path(root)
     ann_dir, img_dir = root / "Annotations", root / "JPEGImages"
     if not ann_dir.is_dir():
         raise DatasetError(f"not a Pascal VOC folder: {ann_dir} does not exist")
+    cap = pixel_cap(max_pixels)
     records = []
     for xml_path in sorted(ann_dir.glob("*.xml")):
         try:
             tree = ET.parse(xml_path)
-        except ET.ParseError as e:
-            line, col = e.position
-            raise DatasetError(f"{xml_path}: malformed XML at line {line}, column {col}") from e
+        except ET.ParseError as e:  # str(e) is expat's reason with line and column
+            raise DatasetError(f"{xml_path}: malformed XML ({e})") from e
+        except OSError as e:
+            raise DatasetError(f"{xml_path}: cannot read: {e.strerror or e}") from e
         ann = tree.getroot()
         filename = (ann.findtext("filename") or "").strip() or None
+        item = str(xml_path.relative_to(root))
+        size_el = ann.find("size")
+        declared = None
+        if size_el is not None:
+            w_txt, h_txt = size_el.findtext("width"), size_el.findtext("height")
+            if (w_txt or "").strip() and (h_txt or "").strip():
+                what = f"{xml_path}: <size>"
+                declared = _declared_size(_num(w_txt, what), _num(h_txt, what), what)
         objects = []
         for k, obj in enumerate(ann.iter("object")):
             where = f"{xml_path.name} object {k}"
@@ -276,31 +373,68 @@ def parse_voc(root: str | Path, problems: list[DataProblem]) -> list[ImageRecord
                 )
                 box = (xmin - 1.0, ymin - 1.0, xmax, ymax)
             objects.append(ObjectAnn(name, box=box, where=where))
+        if filename is not None and not _inside(img_dir / filename, root):
+            problems.append(_outside_problem(item, filename, root))
+            continue
         path = _find_image(img_dir, filename, xml_path.stem)
         if path is None:
             problems.append(
                 DataProblem(
-                    str(xml_path.relative_to(root)),
+                    item,
                     f"annotation points at a missing image {filename or xml_path.stem}",
                     "skipped",
                 )
             )
             continue
-        records.append(ImageRecord(path.name, path, objects, str(xml_path)))
+        if not _inside(path, root):
+            problems.append(_outside_problem(item, path.name, root))
+            continue
+        if filename is None or path != img_dir / filename:
+            said = f"<filename> {filename} not found" if filename else "no <filename>"
+            problems.append(DataProblem(item, f"{said}; used {path.name}", "used fallback"))
+        too_big = over_cap(*declared, cap) if declared else None
+        if too_big:
+            problems.append(DataProblem(item, f"<size> {too_big}", "skipped"))
+            continue
+        records.append(ImageRecord(path.name, path, objects, str(xml_path), size=declared))
     if not records and not problems:
         raise DatasetError(f"no annotations found in {ann_dir}")
-    return records
+    return _dedupe(records, problems)
+
+
+def _whole(value: object) -> int | None:
+    """A JSON whole number (``3`` or ``3.0``) as int; None for anything else (bools included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _rle_size(rle: dict, where: str) -> tuple[int, int]:
+    """(height, width) of a COCO RLE, validated before anything is allocated."""
+    size = rle.get("size")
+    hw = [_whole(v) for v in size] if isinstance(size, list) and len(size) == 2 else []
+    if len(hw) != 2 or any(v is None or v < 1 for v in hw):
+        raise DatasetError(
+            f"{where}: RLE 'size' must be [height, width] positive integers, got {_short(size)}"
+        )
+    return hw[0], hw[1]  # type: ignore[return-value]
 
 
 def _rle_decode(rle: dict, where: str) -> np.ndarray:
     """COCO RLE (list counts or the compressed string form) → bool mask of ``size`` (h, w)."""
-    try:
-        h, w = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise DatasetError(f"{where}: RLE segmentation needs 'size' [h, w] and 'counts'") from e
+    h, w = _rle_size(rle, where)
+    counts = rle.get("counts")
     if isinstance(counts, str):
-        counts = _rle_string_counts(counts)
+        counts = _rle_string_counts(counts, where)
+    elif not isinstance(counts, list) or any(_whole(c) is None for c in counts):
+        raise DatasetError(
+            f"{where}: RLE 'counts' must be a list of integers or a compressed string, "
+            f"got {_short(counts)}"
+        )
     flat = np.zeros(h * w, dtype=bool)
     pos, value = 0, False
     for c in counts:
@@ -313,14 +447,20 @@ def _rle_decode(rle: dict, where: str) -> np.ndarray:
     return flat.reshape((w, h)).T  # column-major, as COCO stores it
 
 
-def _rle_string_counts(s: str) -> list[int]:
+def _rle_string_counts(s: str, where: str = "RLE") -> list[int]:
     """Decode the LEB128-like string of compressed COCO RLE (as pycocotools' rleFrString)."""
     counts: list[int] = []
     i = 0
     while i < len(s):
         x, k, more = 0, 0, True
         while more:
+            if i >= len(s):
+                raise DatasetError(f"{where}: compressed RLE 'counts' string is truncated")
             c = ord(s[i]) - 48
+            if not 0 <= c < 64:
+                raise DatasetError(
+                    f"{where}: compressed RLE 'counts' has an invalid character {s[i]!r} at {i}"
+                )
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             i += 1
@@ -333,44 +473,126 @@ def _rle_string_counts(s: str) -> list[int]:
     return counts
 
 
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file (BOM accepted); anything else is a one-line ``DatasetError`` naming
+    the file and where the first bad byte is."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise DatasetError(f"{what} not found: {path}") from e
+    except OSError as e:
+        raise DatasetError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset "
+            f"{e.start}); save the file as UTF-8"
+        ) from e
+
+
+def load_json(path: Path, what: str, strict_numbers: bool = False) -> object:
+    """Parse a JSON file with one-line errors; ``strict_numbers`` refuses NaN/Infinity."""
+
+    def no_constant(name: str) -> float:
+        raise DatasetError(f"{path}: {name} is not a valid number in {what}")
+
+    text = read_text(path, what)
+    try:
+        if strict_numbers:
+            return json.loads(text, parse_constant=no_constant)
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DatasetError(
+            f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from e
+    except RecursionError as e:
+        raise DatasetError(f"{path}: JSON nested too deeply") from e
+
+
+def _coco_id(value: object, what: str) -> int | str:
+    """COCO ids are integers (some tools write strings); lists, dicts, bools are errors."""
+    whole = _whole(value)
+    if whole is not None:
+        return whole
+    if isinstance(value, str):
+        return value
+    raise DatasetError(f"{what} must be an integer or a string, got {_short(value)}")
+
+
 def parse_coco(
-    json_path: str | Path, images_root: str | Path, problems: list[DataProblem]
+    json_path: str | Path,
+    images_root: str | Path,
+    problems: list[DataProblem],
+    *,
+    max_pixels: int | None = None,
 ) -> list[ImageRecord]:
     """COCO instances JSON: boxes, polygons and RLE masks (``images_root`` holds file_name)."""
     json_path, images_root = Path(json_path), Path(images_root)
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DatasetError(f"COCO file not found: {json_path}") from e
-    except json.JSONDecodeError as e:
-        raise DatasetError(
-            f"{json_path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-        ) from e
+    cap = pixel_cap(max_pixels)
+    data = load_json(json_path, "COCO file")
     if not isinstance(data, dict) or not all(
         isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
     ):
         raise DatasetError(f"{json_path}: needs lists 'images', 'annotations' and 'categories'")
-    try:
-        cats = {c["id"]: str(c["name"]).strip() for c in data["categories"]}
-    except (KeyError, TypeError) as e:
-        raise DatasetError(f"{json_path}: every category needs 'id' and 'name'") from e
-    images: dict = {}
+    cats: dict[int | str, str] = {}
+    for i, c in enumerate(data["categories"]):
+        if not isinstance(c, dict) or "id" not in c or "name" not in c:
+            raise DatasetError(f"{json_path}: categories[{i}] needs 'id' and 'name'")
+        cid = _coco_id(c["id"], f"{json_path}: categories[{i}] 'id'")
+        if not isinstance(c["name"], str | int) or isinstance(c["name"], bool):
+            raise DatasetError(
+                f"{json_path}: categories[{i}] 'name' must be a string, got {_short(c['name'])}"
+            )
+        name = str(c["name"]).strip()
+        if cats.get(cid, name) != name:
+            raise DatasetError(
+                f"{json_path}: category id {cid!r} is named both {cats[cid]!r} and {name!r}"
+            )
+        cats[cid] = name
+    images: dict[int | str, tuple[str, list[ObjectAnn], tuple[int, int] | None]] = {}
     for i, im in enumerate(data["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise DatasetError(f"{json_path}: images[{i}] needs 'id' and 'file_name'")
-        images[im["id"]] = (str(im["file_name"]), [])
+        iid = _coco_id(im["id"], f"{json_path}: images[{i}] 'id'")
+        fn = im["file_name"]
+        if not isinstance(fn, str) or not fn.strip():
+            raise DatasetError(
+                f"{json_path}: images[{i}] 'file_name' must be a non-empty string, got {_short(fn)}"
+            )
+        dims = []
+        for k in ("width", "height"):
+            v = im.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise DatasetError(
+                    f"{json_path}: images[{i}] '{k}' must be a number, got {_short(v)}"
+                )
+            dims.append(None if v is None else _num(str(v), f"{json_path}: images[{i}] '{k}'"))
+        declared = _declared_size(dims[0], dims[1], f"{json_path}: images[{i}]")
+        if iid in images:
+            problems.append(
+                DataProblem(
+                    f"{json_path.name} images[{i}]",
+                    f"duplicate image id {iid!r} ({fn}); the first entry "
+                    f"({images[iid][0]}) is kept",
+                    "skipped",
+                )
+            )
+            continue
+        images[iid] = (fn, [], declared)
     for i, a in enumerate(data["annotations"]):
         where = f"{json_path.name} annotations[{i}]"
         if not isinstance(a, dict) or "image_id" not in a or "category_id" not in a:
             raise DatasetError(f"{json_path}: annotations[{i}] needs 'image_id' and 'category_id'")
-        where += f" (id {a.get('id', '?')})"
-        if a["category_id"] not in cats:
-            raise DatasetError(f"{json_path}: {where} has unknown category_id {a['category_id']}")
-        if a["image_id"] not in images:
+        where += f" (id {_short(a.get('id', '?'))})"
+        cid = _coco_id(a["category_id"], f"{json_path}: {where} 'category_id'")
+        iid = _coco_id(a["image_id"], f"{json_path}: {where} 'image_id'")
+        if cid not in cats:
+            raise DatasetError(f"{json_path}: {where} has unknown category_id {cid!r}")
+        if iid not in images:
             problems.append(
-                DataProblem(
-                    where, f"annotation points at unknown image id {a['image_id']}", "skipped"
-                )
+                DataProblem(where, f"annotation points at unknown image id {iid!r}", "skipped")
             )
             continue
         box = None
@@ -383,6 +605,11 @@ def parse_coco(
         polygons, mask = [], None
         seg = a.get("segmentation")
         if isinstance(seg, dict):
+            rh, rw = _rle_size(seg, f"{json_path}: {where}")
+            too_big = over_cap(rw, rh, cap)
+            if too_big:
+                problems.append(DataProblem(where, f"RLE size {too_big}", "skipped"))
+                continue
             mask = _rle_decode(seg, f"{json_path}: {where}")
         elif isinstance(seg, list):
             for poly in seg:
@@ -394,35 +621,45 @@ def parse_coco(
                 polygons.append(pts.reshape(-1, 2))
         elif seg is not None:
             raise DatasetError(f"{json_path}: {where}: unsupported segmentation {type(seg)}")
-        obj = ObjectAnn(cats[a["category_id"]], box=box, polygons=polygons, mask=mask, where=where)
-        images[a["image_id"]][1].append(obj)
+        obj = ObjectAnn(cats[cid], box=box, polygons=polygons, mask=mask, where=where)
+        images[iid][1].append(obj)
     records = []
-    for file_name, objects in images.values():
+    for file_name, objects, declared in images.values():
         path = images_root / file_name
+        if not _inside(path, images_root):
+            problems.append(_outside_problem(file_name, file_name, images_root))
+            continue
         if not path.is_file():
             problems.append(
                 DataProblem(file_name, "annotation points at a missing image", "skipped")
             )
             continue
-        records.append(ImageRecord(file_name, path, objects, str(json_path)))
-    return records
+        too_big = over_cap(*declared, cap) if declared else None
+        if too_big:
+            problems.append(DataProblem(file_name, f"width × height {too_big}", "skipped"))
+            continue
+        records.append(ImageRecord(file_name, path, objects, str(json_path), size=declared))
+    return _dedupe(records, problems)
 
 
 CSV_COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
 
 
 def parse_csv(
-    csv_path: str | Path, images_root: str | Path, problems: list[DataProblem]
+    csv_path: str | Path,
+    images_root: str | Path,
+    problems: list[DataProblem],
+    *,
+    max_pixels: int | None = None,
 ) -> list[ImageRecord]:
     """``image,label,xmin,ymin,xmax,ymax`` rows (pixel edges, 0-based, end exclusive); several
-    rows per image allowed; empty box fields mean "label only, no region"."""
+    rows per image allowed; empty box fields mean "label only, no region". UTF-8 (BOM ok).
+    ``max_pixels`` is accepted for a uniform signature: a CSV declares no image sizes."""
     csv_path, images_root = Path(csv_path), Path(images_root)
-    try:
-        fh = csv_path.open(newline="", encoding="utf-8")
-    except FileNotFoundError as e:
-        raise DatasetError(f"CSV file not found: {csv_path}") from e
+    pixel_cap(max_pixels)  # validate the option even though only read_image uses it here
+    text = read_text(csv_path, "CSV file")
     grouped: dict[str, list[ObjectAnn]] = {}
-    with fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -449,11 +686,14 @@ def parse_csv(
     records = []
     for image, objects in grouped.items():
         path = images_root / image
+        if not _inside(path, images_root):
+            problems.append(_outside_problem(image, image, images_root))
+            continue
         if not path.is_file():
             problems.append(DataProblem(image, "annotation points at a missing image", "skipped"))
             continue
         records.append(ImageRecord(image, path, objects, str(csv_path)))
-    return records
+    return _dedupe(records, problems)
 
 
 def parse_imagefolder(
@@ -463,6 +703,11 @@ def parse_imagefolder(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
+    if looks_like_voc(root):
+        raise DatasetError(
+            f"{root} looks like a Pascal VOC folder (Annotations/*.xml), not an ImageFolder: "
+            "read it with --format voc"
+        )
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     records = []
     for p in sorted(root.iterdir()):
@@ -477,9 +722,21 @@ def parse_imagefolder(
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
                 problems.append(DataProblem(key, f"not an image extension ({p.suffix})", "skipped"))
                 continue
+            if not _inside(p, root):
+                problems.append(_outside_problem(key, key, root))
+                continue
             mask_file = None
             if masks_root is not None:
                 mask_file = Path(masks_root) / cdir.name / f"{p.stem}.png"
+                if mask_file.exists() and not _inside(mask_file, Path(masks_root)):
+                    problems.append(
+                        DataProblem(
+                            key,
+                            f"region mask {mask_file} resolves outside {masks_root}",
+                            "empty region",
+                        )
+                    )
+                    mask_file = None
             records.append(
                 ImageRecord(key, p, [ObjectAnn(cdir.name, mask_file=mask_file, where=key)], key)
             )
@@ -494,17 +751,33 @@ def parse_imagefolder(
 
 
 def load_tells(path: str | Path | None) -> dict[str, list[dict]]:
-    """``tells.json`` → {image key: [ {box, colour, class, object}, ... ]} (empty if absent)."""
+    """``tells.json`` → {image key: [ {box, colour, class, object}, ... ]} (empty if absent).
+
+    Our own format, so anything malformed (NaN/Infinity, a box without 4 finite numbers) is a
+    ``DatasetError`` for the file rather than a guess."""
     if path is None or not Path(path).is_file():
         return {}
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        images = data["images"]
-        return {
-            str(k): [dict(t, box=[int(v) for v in t["box"]]) for t in v] for k, v in images.items()
-        }
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DatasetError(f"{path}: not a valid tells.json: {e}") from e
+    path = Path(path)
+    data = load_json(path, "tells.json", strict_numbers=True)
+    images = data.get("images") if isinstance(data, dict) else None
+    if not isinstance(images, dict):
+        raise DatasetError(f"{path}: not a valid tells.json: needs an object 'images'")
+    out: dict[str, list[dict]] = {}
+    for key, entries in images.items():
+        if not isinstance(entries, list):
+            raise DatasetError(f"{path}: images[{key!r}] must be a list of tells")
+        out[str(key)] = []
+        for j, t in enumerate(entries):
+            box = t.get("box") if isinstance(t, dict) else None
+            ok = isinstance(box, list) and len(box) == 4
+            ok = ok and all(isinstance(v, int | float) and not isinstance(v, bool) for v in box)
+            if not ok or not all(np.isfinite(v) for v in box):  # type: ignore[union-attr]
+                raise DatasetError(
+                    f"{path}: images[{key!r}][{j}]: 'box' must be 4 finite numbers "
+                    f"[x0, y0, x1, y1], got {_short(box)}"
+                )
+            out[str(key)].append(dict(t, box=[int(v) for v in box]))  # type: ignore[union-attr]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,6 +897,7 @@ def _object_mask(
     problems: list[DataProblem],
     note_missing: bool,
     fail_action: str = "empty region",
+    max_pixels: int | None = None,
 ) -> tuple[np.ndarray, Box | None]:
     """Full-image mask of one object and its clipped box (None when it has no usable extent)."""
     empty = np.zeros((h, w), dtype=bool)
@@ -633,7 +907,7 @@ def _object_mask(
             problems.append(DataProblem(item, f"no region mask {obj.mask_file}", "empty region"))
             return empty, None
         try:
-            m = read_image(obj.mask_file)[0].max(axis=2) > 0
+            m = read_image(obj.mask_file, max_pixels)[0].max(axis=2) > 0
         except DatasetError as e:
             problems.append(DataProblem(item, str(e), "empty region"))
             return empty, None
@@ -665,10 +939,25 @@ def _object_mask(
     return box_mask(cb, h, w), cb
 
 
-def _tell_masks(entries: list[dict], h: int, w: int) -> list[tuple[dict, np.ndarray]]:
+def _tell_masks(
+    entries: list[dict], h: int, w: int, key: str, problems: list[DataProblem]
+) -> list[tuple[dict, np.ndarray]]:
+    """Masks of an image's tells; one covering more than ``MAX_TELL_FRACTION`` is dropped."""
     out = []
     for t in entries:
-        m = box_mask(tuple(float(v) for v in t["box"]), h, w)  # type: ignore[arg-type]
+        box: Box = tuple(float(v) for v in t["box"])  # type: ignore[assignment]
+        m = box_mask(box, h, w)
+        share = float(m.mean())
+        if share > MAX_TELL_FRACTION:
+            problems.append(
+                DataProblem(
+                    key,
+                    f"tell box {_fmt_box(box)} covers {share:.0%} of the {w}×{h} image "
+                    f"(more than MAX_TELL_FRACTION={MAX_TELL_FRACTION:g} is not a tell)",
+                    "tell dropped",
+                )
+            )
+            continue
         if m.any():
             out.append((t, m))
     return out
@@ -710,9 +999,11 @@ def build_dataset(
     source: str = "dataset",
     extra_classes: Sequence[str] = (),
     note_missing_geometry: bool = True,
+    max_pixels: int | None = None,
 ) -> Dataset:
     """Turn parsed records into samples (see the module docstring for every rule)."""
     problems = [] if problems is None else problems
+    pixel_cap(max_pixels)  # a bad option fails before any image is read
     tells = tells or {}
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; use one of {MODES}")
@@ -769,7 +1060,7 @@ def build_dataset(
     target: tuple[int, int] | None = (size, size) if size is not None else None
     for r in order:
         try:
-            image, conversion = read_image(r.path)
+            image, conversion = read_image(r.path, max_pixels)
         except DatasetError as e:
             warnings.warn(f"skipped: {e}", DataWarning, stacklevel=2)
             problems.append(DataProblem(r.key, str(e), "skipped"))
@@ -777,12 +1068,31 @@ def build_dataset(
         if conversion:
             problems.append(DataProblem(r.key, conversion, "converted"))
         h, w = image.shape[:2]
-        tell_list = _tell_masks(tells.get(r.key, []), h, w)
+        if r.size is not None and r.size != (w, h):
+            hint = " (rotated: EXIF orientation?)" if r.size == (h, w) else ""
+            problems.append(
+                DataProblem(
+                    r.key,
+                    f"annotation says {r.size[0]}×{r.size[1]} but the image is {w}×{h}{hint}; "
+                    "boxes would not match",
+                    "skipped",
+                )
+            )
+            continue
+        tell_list = _tell_masks(tells.get(r.key, []), h, w, r.key, problems)
         for u in by_record[id(r)]:
             if mode == "image":
                 region = np.zeros((h, w), dtype=bool)
                 for i in u.objects:
-                    m, _ = _object_mask(r.objects[i], h, w, r.key, problems, note_missing_geometry)
+                    m, _ = _object_mask(
+                        r.objects[i],
+                        h,
+                        w,
+                        r.key,
+                        problems,
+                        note_missing_geometry,
+                        max_pixels=max_pixels,
+                    )
                     region |= m
                 if target is None:
                     target = (h, w)
@@ -799,7 +1109,9 @@ def build_dataset(
                 sid = r.key
             else:
                 obj_i = u.objects[0]
-                m, cb = _object_mask(r.objects[obj_i], h, w, r.key, problems, True, "skipped")
+                m, cb = _object_mask(
+                    r.objects[obj_i], h, w, r.key, problems, True, "skipped", max_pixels
+                )
                 if cb is None:
                     continue  # problem already recorded (box outside the image, bad RLE)
                 win = crop_window(cb, h, w, margin, window)
@@ -836,6 +1148,7 @@ def read_imagefolder(
     max_per_class: int | None = None,
     seed: int = 0,
     tells_path: str | Path | None = None,
+    max_pixels: int | None = None,
 ) -> Dataset:
     """``root/<class>/*.png|jpg|…``; region masks from ``masks_root/<class>/<stem>.png`` (nonzero
     = region). Without masks every region is empty (metrics NaN), noted once for the dataset."""
@@ -861,6 +1174,7 @@ def read_imagefolder(
         source=str(root),
         extra_classes=folders if classes is None else (),
         note_missing_geometry=False,
+        max_pixels=max_pixels,
     )
 
 
@@ -877,10 +1191,11 @@ def read_voc(
     max_per_class: int | None = None,
     seed: int = 0,
     tells_path: str | Path | None = None,
+    max_pixels: int | None = None,
 ) -> Dataset:
     """Pascal VOC folder (``Annotations/*.xml``, ``JPEGImages/``); see the module docstring."""
     problems: list[DataProblem] = []
-    records = parse_voc(root, problems)
+    records = parse_voc(root, problems, max_pixels=max_pixels)
     return build_dataset(
         records,
         mode=mode,
@@ -896,6 +1211,7 @@ def read_voc(
         tells=load_tells(tells_path or Path(root) / TELLS_FILE),
         problems=problems,
         source=str(root),
+        max_pixels=max_pixels,
     )
 
 
@@ -913,13 +1229,14 @@ def read_coco(
     max_per_class: int | None = None,
     seed: int = 0,
     tells_path: str | Path | None = None,
+    max_pixels: int | None = None,
 ) -> Dataset:
     """COCO instances JSON; ``images_root`` defaults to the JSON's folder. Polygons are
     rasterised; RLE (list or compressed string) is decoded."""
     json_path = Path(json_path)
     images_root = json_path.parent if images_root is None else Path(images_root)
     problems: list[DataProblem] = []
-    records = parse_coco(json_path, images_root, problems)
+    records = parse_coco(json_path, images_root, problems, max_pixels=max_pixels)
     return build_dataset(
         records,
         mode=mode,
@@ -935,6 +1252,7 @@ def read_coco(
         tells=load_tells(tells_path or json_path.parent / TELLS_FILE),
         problems=problems,
         source=str(json_path),
+        max_pixels=max_pixels,
     )
 
 
@@ -952,12 +1270,13 @@ def read_csv(
     max_per_class: int | None = None,
     seed: int = 0,
     tells_path: str | Path | None = None,
+    max_pixels: int | None = None,
 ) -> Dataset:
     """CSV ``image,label,xmin,ymin,xmax,ymax`` (``images_root`` defaults to the CSV's folder)."""
     csv_path = Path(csv_path)
     images_root = csv_path.parent if images_root is None else Path(images_root)
     problems: list[DataProblem] = []
-    records = parse_csv(csv_path, images_root, problems)
+    records = parse_csv(csv_path, images_root, problems, max_pixels=max_pixels)
     return build_dataset(
         records,
         mode=mode,
@@ -973,6 +1292,7 @@ def read_csv(
         tells=load_tells(tells_path or csv_path.parent / TELLS_FILE),
         problems=problems,
         source=str(csv_path),
+        max_pixels=max_pixels,
     )
 
 
@@ -984,8 +1304,53 @@ READERS: dict[str, Callable[..., Dataset]] = {
 }
 
 
-def read_dataset(path: str | Path, format: str, **options) -> Dataset:
-    """Read ``path`` with the reader registered for ``format`` (see ``READERS``)."""
+def looks_like_voc(path: str | Path) -> bool:
+    """A folder with ``Annotations/*.xml``: Pascal VOC (read as ImageFolder, its
+    ``Annotations`` and ``JPEGImages`` folders would become two bogus classes)."""
+    ann = Path(path) / "Annotations"
+    return ann.is_dir() and next(ann.glob("*.xml"), None) is not None
+
+
+def _has_images(folder: Path) -> bool:
+    try:
+        return any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir())
+    except OSError:
+        return False
+
+
+def detect_format(path: str | Path) -> str:
+    """The reader for ``path`` when no format is given: a ``.json`` file → coco, a ``.csv``
+    file → csv, a folder with ``Annotations/`` → voc, a folder of class subfolders holding
+    images → imagefolder. Anything else is a ``DatasetError`` asking for ``--format``."""
+    p = Path(path)
+    if p.is_file():
+        kind = {".json": "coco", ".csv": "csv"}.get(p.suffix.lower())
+        if kind is None:
+            raise DatasetError(
+                f"cannot tell the dataset format of {p}: expected a .json (COCO) or .csv file "
+                "or a folder; pass --format"
+            )
+        return kind
+    if not p.is_dir():
+        raise DatasetError(f"dataset not found: {p}")
+    if (p / "Annotations").is_dir():
+        return "voc"
+    subdirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if any(_has_images(d) for d in subdirs):
+        return "imagefolder"
+    nested = [d.name for d in subdirs if (d / "Annotations").is_dir()]
+    hint = f" (VOC folder inside: {p / nested[0]}?)" if nested else ""
+    raise DatasetError(
+        f"cannot tell the dataset format of {p}: no Annotations/ folder (voc) and no class "
+        f"subfolders with images (imagefolder){hint}; pass --format"
+    )
+
+
+def read_dataset(path: str | Path, format: str | None = None, **options) -> Dataset:
+    """Read ``path`` with the reader registered for ``format`` (see ``READERS``); without a
+    format, ``detect_format`` picks it."""
+    if format is None:
+        format = detect_format(path)
     if format not in READERS:
         raise ConfigError(f"unknown dataset format {format!r}; known: {sorted(READERS)}")
     try:

@@ -14,37 +14,107 @@ Conversions (each reported, so readers can list a ``DataProblem(action="converte
 * 32-bit float (``F``) → clipped to [0, 1] (divided by 255 first when values exceed 1);
 * palette (``P``), ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` → Pillow's RGB conversion.
 
-EXIF orientation is *not* applied: annotation boxes refer to the stored pixel grid.
+EXIF orientation *is* applied (``ImageOps.exif_transpose``, reported as a conversion): images
+are used as every viewer displays them, because annotation tools (labelImg, CVAT, Label Studio)
+draw boxes on the displayed image, and a model sees what the user saw. Readers compare a declared
+annotation size (VOC ``<size>``, COCO ``width``/``height``) with the transposed image.
+
+Size cap: an image whose header declares more than ``MAX_PIXELS`` pixels is refused *before*
+decoding (a 118 KB PNG can declare 100 megapixels, i.e. 1.2 GB as float32 RGB). The cap is the
+``max_pixels`` reader option, else ``LEAKAUDIT_MAX_PIXELS``, else ``MAX_PIXELS`` (50 M: a 7000×7000
+photo, roughly twice a 24-megapixel camera frame, still fits). Pillow's own decompression-bomb
+warning is superseded by this cap; its hard error (above 2× ``Image.MAX_IMAGE_PIXELS``) is turned
+into a ``DatasetError`` like every other unreadable file.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
-from leakaudit.errors import DatasetError
+from leakaudit.errors import ConfigError, DatasetError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "LEAKAUDIT_MAX_PIXELS"
+_EXIF_ORIENTATION = 0x0112
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, str | None]:
-    """Decode ``path`` to float32 HWC RGB in [0, 1]; also say which conversion happened (or None).
+def pixel_cap(max_pixels: int | None = None) -> int:
+    """The pixel cap in force: ``max_pixels`` if given, else ``$LEAKAUDIT_MAX_PIXELS``, else
+    ``MAX_PIXELS``. A bad value is a ``ConfigError`` (a typo must not lift the cap silently)."""
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise ConfigError(f"max_pixels must be a positive integer, got {max_pixels!r}")
+        return max_pixels
+    env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not env:
+        return MAX_PIXELS
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_PIXELS_ENV} must be a positive integer, got {env!r}")
+    return value
 
-    Raises ``DatasetError`` naming the file when it is missing, not an image, corrupt or truncated.
+
+def over_cap(width: int, height: int, cap: int) -> str | None:
+    """The message for a declared size above the cap (None when it fits)."""
+    if width * height <= cap:
+        return None
+    return (
+        f"{width}×{height} = {width * height:,} pixels exceeds the pixel cap of {cap:,} "
+        f"(max_pixels / {MAX_PIXELS_ENV})"
+    )
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
+    """Decode ``path`` to float32 HWC RGB in [0, 1], EXIF orientation applied; also say which
+    conversion happened (or None).
+
+    Raises ``DatasetError`` naming the file when it is missing, not an image, corrupt, truncated
+    or larger than the pixel cap (checked on the header, before any pixel is decoded).
     """
     path = Path(path)
+    cap = pixel_cap(max_pixels)
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides
+            img = Image.open(path)
+        with img:
+            too_big = over_cap(img.size[0], img.size[1], cap)
+            if too_big:
+                raise DatasetError(f"image {path}: {too_big}")
             img.load()  # decode now: truncation only shows up here
-            return _to_rgb_float(img)
+            oriented, note = _exif_transpose(img, path)
+            rgb, conversion = _to_rgb_float(oriented)
+            return rgb, "; ".join(n for n in (note, conversion) if n) or None
     except DatasetError:
         raise
     except FileNotFoundError as e:
         raise DatasetError(f"image file not found: {path}") from e
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
         raise DatasetError(f"cannot read image {path}: {e}") from e
+
+
+def _exif_transpose(img: Image.Image, path: Path) -> tuple[Image.Image, str | None]:
+    """Rotate/flip to the displayed orientation; a broken EXIF block is an error, not ignored,
+    since guessing the orientation would misplace every box on the image."""
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        if orientation in (None, 1):
+            return img, None
+        if orientation not in range(2, 9):
+            raise ValueError(f"invalid orientation value {orientation!r}")
+        out = ImageOps.exif_transpose(img)
+    except Exception as e:  # Pillow's EXIF parser raises many types on corrupt blocks
+        raise DatasetError(f"cannot apply the EXIF orientation of image {path}: {e}") from e
+    return out, f"EXIF orientation {orientation} applied"
 
 
 def load_image(path: str | Path) -> np.ndarray:
