@@ -3,8 +3,15 @@
 Only two kinds of file are accepted, because unpickling an arbitrary Python object runs arbitrary
 code: TorchScript archives (``torch.jit.load``) and ``state_dict`` checkpoints read with
 ``torch.load(weights_only=True)`` plus an architecture (``"module:Class"``, ``"file.py:Class"`` or
-a name in ``leakaudit.models.zoo.ARCHITECTURES``). A fully pickled ``nn.Module`` is refused with a
-message that says how to export one of the accepted kinds.
+a name in ``leakaudit.models.zoo.ARCHITECTURES``; see ``leakaudit.models.arch``). A fully pickled
+``nn.Module`` is refused with a message that says how to export one of the accepted kinds.
+
+A checkpoint is data, never a choice of code: the architecture it names is used only if it is
+bundled (anything else must come from the user's ``--arch``), and every metadata value is checked
+(``leakaudit.models.meta``) before it is used. A TorchScript ``forward`` declared to return a tuple
+or list whose first element is a tensor is accepted as returning that tensor (``FirstOutput``;
+traced Hugging Face models return ``(logits,)``); any other non-tensor return type is refused at
+load time. Python models must return the logits tensor itself.
 
 Preprocessing is part of the model's description (``ModelSpec``), not of the data: images stay
 in [0, 1] RGB everywhere, and ``Preprocessed`` applies mean/std and channel order inside
@@ -13,12 +20,8 @@ in [0, 1] RGB everywhere, and ``Preprocessed`` applies mean/std and channel orde
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import json
 import pickle
-import sys
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -32,7 +35,21 @@ from torch import nn
 
 from leakaudit.errors import ConfigError, ModelLoadError
 from leakaudit.jsonable import jsonable
+from leakaudit.models.arch import construct, is_bundled, resolve_arch
+from leakaudit.models.meta import MAX_INPUT_SIDE, check_meta
 from leakaudit.models.zoo import ARCHITECTURES
+
+__all__ = [
+    "MAX_INPUT_SIDE",
+    "FirstOutput",
+    "ModelSpec",
+    "Preprocessed",
+    "check_output_width",
+    "load_model",
+    "read_checkpoint_meta",
+    "resolve_arch",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "leakaudit-checkpoint-1"
 MODEL_CARD = "model_card.json"
@@ -116,6 +133,9 @@ class Preprocessed(nn.Module):
         self.register_buffer("mean", m.view(1, 3, 1, 1))
         self.register_buffer("std", s.view(1, 3, 1, 1))
 
+    def extra_repr(self) -> str:
+        return f"bgr={self.bgr}"  # part of the cache fingerprint: RGB and BGR differ
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         if self.bgr:
@@ -124,70 +144,117 @@ class Preprocessed(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# architectures
-
-
-def resolve_arch(arch: str) -> type[nn.Module]:
-    """A registry name, ``"package.module:Class"`` or ``"path/to/file.py:Class"`` → the class."""
-    if arch in ARCHITECTURES:
-        return ARCHITECTURES[arch]
-    if ":" not in arch:
-        raise ModelLoadError(
-            f"unknown architecture {arch!r}: use one of {sorted(ARCHITECTURES)}, "
-            "'module:Class' or 'file.py:Class'"
-        )
-    where, _, cls_name = arch.rpartition(":")
-    try:
-        if where.endswith(".py") or "/" in where or "\\" in where:
-            file = Path(where)
-            if not file.is_file():
-                raise ModelLoadError(f"architecture file not found: {file}")
-            mod_name = f"_leakaudit_arch_{abs(hash(str(file.resolve())))}"
-            spec = importlib.util.spec_from_file_location(mod_name, file)
-            if spec is None or spec.loader is None:
-                raise ModelLoadError(f"cannot import architecture file {file}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except ModelLoadError:
-        raise
-    except Exception as e:  # an import error in user code: report it, don't crash
-        raise ModelLoadError(f"cannot import {where!r} for architecture {arch!r}: {e}") from e
-    cls = getattr(module, cls_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ModelLoadError(f"{arch!r}: {cls_name!r} is not an nn.Module class in {where}")
-    return cls
-
-
-def _construct(cls: type[nn.Module], kwargs: dict[str, Any], n_classes: int | None) -> nn.Module:
-    kwargs = dict(kwargs)
-    if n_classes is not None and "n_classes" not in kwargs:
-        try:
-            params = inspect.signature(cls).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "n_classes" in params:
-            kwargs["n_classes"] = n_classes
-        elif "num_classes" in params and "num_classes" not in kwargs:
-            kwargs["num_classes"] = n_classes
-    try:
-        return cls(**kwargs)
-    except Exception as e:
-        raise ModelLoadError(f"cannot build {cls.__name__}(**{kwargs}): {e}") from e
-
-
-# --------------------------------------------------------------------------------------------
 # loading
 
 
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """The line of an exception that says what went wrong. TorchScript errors start with the
+    interpreter's traceback and end with the error; Python and torch errors start with it."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    line = lines[-1] if "TorchScript" in lines[0] or "Traceback" in lines[0] else lines[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _sniff(path: Path) -> str:
+    """'torchscript', 'zip' (torch.save) or 'pickle' (torch.save before 1.6), from the bytes."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"model file {path} is empty (0 bytes)")
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise ModelLoadError(f"model file {path} is a damaged zip archive: {e}") from e
+        ts = any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+        return "torchscript" if ts else "zip"
+    with path.open("rb") as f:
+        head = f.read(2)
+    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocol 2–5 header
+        return "pickle"
+    raise ModelLoadError(
+        f"{path} is not a PyTorch checkpoint or TorchScript file (neither a zip archive nor a "
+        f"pickle). {_EXPORT_HINT}"
+    )
+
+
 def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
+    try:
+        return _sniff(path) == "torchscript"
+    except ModelLoadError:
         return False
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"unknown device {device!r}: {_one_line(e)}") from e
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0 or (dev.index or 0) >= n:
+            raise ModelLoadError(f"device {device!r} is not available here ({n} CUDA devices)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {device!r} is not available here")
+    return dev
+
+
+class FirstOutput(nn.Module):
+    """A TorchScript model whose forward returns ``(logits, ...)`` (Hugging Face exports return
+    ``(logits,)``), seen as one returning the logits: the rest of leakaudit takes a tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0]
+
+
+def _logits_only(model: nn.Module, path: Path) -> nn.Module:
+    """Accept a TorchScript forward declared to return a tensor, or a tuple/list whose first
+    element is a tensor (wrapped in ``FirstOutput``); refuse anything else when loading."""
+    try:
+        returns = model.forward.schema.returns
+    except Exception:  # no readable schema: check_output_width still checks the output
+        return model
+    if len(returns) != 1 or isinstance(returns[0].type, torch.TensorType):
+        return model
+    kind = returns[0].type
+    first = None
+    if isinstance(kind, torch.TupleType) and kind.elements():
+        first = kind.elements()[0]
+    elif isinstance(kind, torch.ListType):
+        first = kind.getElementType()
+    if isinstance(first, torch.TensorType):
+        return FirstOutput(model)
+    raise ModelLoadError(
+        f"TorchScript model {path} returns {kind}; expected a (batch, classes) logits tensor "
+        "or a tuple whose first element is one"
+    )
+
+
+def _fit_problems(want: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
+    """How a state_dict differs from a model's, in one line (a few keys of each kind)."""
+
+    def few(items: list[str]) -> str:
+        more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+        return ", ".join(items[:3]) + more
+
+    def dims(t: torch.Tensor) -> str:
+        return "×".join(map(str, t.shape)) or "scalar"
+
+    shapes = [f"{k} ({dims(state[k])} in the file, {dims(v)} in the model)"
+              for k, v in want.items() if k in state and state[k].shape != v.shape]  # fmt: skip
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    parts = [f"shapes differ for {few(shapes)}"] if shapes else []
+    parts += [f"missing from the file: {few(missing)}"] if missing else []
+    parts += [f"not in the model: {few(extra)}"] if extra else []
+    return "; ".join(parts)
 
 
 def load_model(
@@ -195,34 +262,39 @@ def load_model(
     arch: str | None = None,
     arch_kwargs: Mapping[str, Any] | None = None,
     n_classes: int | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    max_input_side: int = MAX_INPUT_SIDE,
 ) -> nn.Module:
-    """Load a TorchScript file or a state_dict checkpoint (+ ``arch``) on CPU, in eval mode.
+    """Load a TorchScript file or a state_dict checkpoint (+ ``arch``) onto ``device``, in eval
+    mode. Everything that goes wrong raises a one-line ``ModelLoadError`` naming ``path``.
 
-    Checkpoints written by ``save_checkpoint`` carry their arch and kwargs, so ``arch`` may be
-    omitted for them. Everything that goes wrong raises ``ModelLoadError`` naming ``path``.
+    ``arch`` is the user's choice and may import code (see ``resolve_arch``). Checkpoints written
+    by ``save_checkpoint`` name their arch, so ``arch`` may be omitted for them, but a name read
+    from the file is used only if it is bundled: the file is data, and importing a module it
+    names would run code the user never chose.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    if _is_torchscript(path):
+    dev = _device(device)
+    if _sniff(path) == "torchscript":
         try:
             with warnings.catch_warnings():  # torch ≥ 2.10 flags jit as deprecated; still fine
                 warnings.simplefilter("ignore", DeprecationWarning)
-                model = torch.jit.load(str(path), map_location="cpu")
+                model = torch.jit.load(str(path), map_location=dev)
         except Exception as e:
-            raise ModelLoadError(f"cannot load TorchScript model {path}: {e}") from e
+            raise ModelLoadError(f"cannot load TorchScript model {path}: {_one_line(e)}") from e
         model.eval()
-        return model
+        return _logits_only(model, path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ModelLoadError(
             f"{path} contains pickled Python objects (probably a whole nn.Module saved with "
             f"torch.save(model)); leakaudit refuses to unpickle them because that can run "
-            f"arbitrary code. {_EXPORT_HINT} (torch said: {str(e).splitlines()[0]})"
+            f"arbitrary code. {_EXPORT_HINT} (torch said: {_one_line(e)})"
         ) from e
     except Exception as e:
-        raise ModelLoadError(f"cannot read model file {path}: {e}") from e
+        raise ModelLoadError(f"cannot read model file {path}: {_one_line(e)}") from e
     if isinstance(obj, nn.Module):  # cannot happen with weights_only, kept as a guard
         raise ModelLoadError(f"{path} is a pickled module. {_EXPORT_HINT}")
     if not isinstance(obj, Mapping):
@@ -232,33 +304,60 @@ def load_model(
     state = obj
     if isinstance(obj.get("state_dict"), Mapping):
         state = obj["state_dict"]
-        if arch is None and isinstance(obj.get("arch"), str):
-            arch = obj["arch"]
-            kwargs.update(obj.get("arch_kwargs") or {})
-        if n_classes is None and isinstance(obj.get("classes"), list):
-            n_classes = len(obj["classes"])
+        meta = check_meta(obj, path, max_input_side)
+        if arch is None and meta.get("arch") is not None:
+            if not is_bundled(meta["arch"]):
+                raise ModelLoadError(
+                    f"{path} names architecture {meta['arch']!r}, which is not bundled; "
+                    "leakaudit never imports code named by a checkpoint — pass --arch "
+                    f"{meta['arch']} yourself if you trust that file"
+                )
+            arch = meta["arch"]
+            kwargs.update(meta.get("arch_kwargs") or {})
+        if n_classes is None and meta.get("classes"):
+            n_classes = len(meta["classes"])
     if arch is None:
         raise ModelLoadError(
             f"{path} is a state_dict: say which class it belongs to with arch='module:Class', "
             f"'file.py:Class' or one of {sorted(ARCHITECTURES)}"
         )
+    if arch_kwargs is not None and not isinstance(arch_kwargs, Mapping):
+        raise ModelLoadError(f"arch_kwargs must be a dict, got {type(arch_kwargs).__name__}")
     kwargs.update(arch_kwargs or {})
-    if not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelLoadError(f"{path}: the state_dict holds values that are not tensors")
+    odd = [repr(k) for k, v in state.items() if not (isinstance(k, str) and torch.is_tensor(v))]
+    if odd:
+        raise ModelLoadError(
+            f"{path}: the state_dict holds entries that are not named tensors: "
+            f"{', '.join(odd[:3])}{' …' if len(odd) > 3 else ''} (save model.state_dict() alone)"
+        )
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module.") :]: v for k, v in state.items()}
-    model = _construct(resolve_arch(arch), kwargs, n_classes)
+    factory = resolve_arch(arch)
+    try:  # shapes first, without memory: hostile arch_kwargs cannot make a huge model
+        shell = construct(factory, kwargs, n_classes, device="meta")
+    except ModelLoadError:
+        shell = None  # not buildable on the meta device; the real build reports any error
+    if shell is not None and (problems := _fit_problems(shell.state_dict(), state)):
+        raise ModelLoadError(f"{path} does not fit architecture {arch!r}: {problems}")
+    model = construct(factory, kwargs, n_classes)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ModelLoadError(f"{path} does not fit architecture {arch!r}: {e}") from e
-    model.eval()
-    return model
+        problems = _fit_problems(model.state_dict(), state) or _one_line(e)
+        raise ModelLoadError(f"{path} does not fit architecture {arch!r}: {problems}") from e
+    return model.to(dev).eval()
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 @torch.inference_mode()
 def check_output_width(model: nn.Module, spec: ModelSpec | None, n_classes: int) -> int:
-    """Run one blank image through the model; its output width must equal ``n_classes``."""
+    """Run one blank image through the model (on the model's device); its output must be
+    floating-point (batch, classes) logits with ``n_classes`` columns."""
     side = spec.input_size if spec is not None and spec.input_size else 64
     x = torch.zeros(1, 3, side, side)
     if spec is not None:
@@ -267,14 +366,28 @@ def check_output_width(model: nn.Module, spec: ModelSpec | None, n_classes: int)
     where = f" ({spec.path})" if spec is not None and spec.path else ""
     model.eval()
     try:
-        out = model(x)
+        out = model(x.to(_model_device(model)))
     except Exception as e:
-        raise ModelLoadError(f"model{where} fails on a 1×3×{side}×{side} input: {e}") from e
+        raise ModelLoadError(
+            f"model{where} fails on a 1×3×{side}×{side} input: {_one_line(e)}"
+        ) from e
     if isinstance(out, (tuple, list)):
-        out = out[0]
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = getattr(out, "shape", type(out).__name__)
-        raise ModelLoadError(f"model{where} must return (batch, classes) logits, got {shape}")
+        raise ModelLoadError(
+            f"model{where} returns a {type(out).__name__}; its forward must return the "
+            "(batch, classes) logits tensor (TorchScript files declaring a tuple are unwrapped "
+            "to its first element, Python models are not)"
+        )
+    if not isinstance(out, torch.Tensor):
+        raise ModelLoadError(
+            f"model{where} returns a {type(out).__name__}, expected (batch, classes) logits"
+        )
+    if not out.dtype.is_floating_point:
+        dtype = str(out.dtype).removeprefix("torch.")
+        raise ModelLoadError(f"model{where} returns {dtype} scores, expected floating-point logits")
+    if out.ndim != 2:
+        raise ModelLoadError(
+            f"model{where} must return (batch, classes) logits, got shape {tuple(out.shape)}"
+        )
     width = int(out.shape[1])
     if width != n_classes:
         raise ModelLoadError(
@@ -335,14 +448,24 @@ def save_checkpoint(
     return card
 
 
-def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The metadata (classes, preprocessing, metrics…) of a ``save_checkpoint`` file, or {}."""
-    if not Path(path).is_file() or _is_torchscript(Path(path)):
-        return {}
+def read_checkpoint_meta(path: str | Path, max_input_side: int = MAX_INPUT_SIDE) -> dict[str, Any]:
+    """The metadata (classes, preprocessing, metrics…) of a ``save_checkpoint`` file, or {} for
+    any other file (``load_model`` explains what is wrong with it).
+
+    The values are untrusted data: each one is checked (``check_meta``: one-line
+    ``ModelLoadError``), and an ``arch`` that is not bundled is left out, because callers pass
+    ``meta["arch"]`` on to ``load_model`` as if the user had named it.
+    """
+    path = Path(path)
     try:
-        obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if _sniff(path) == "torchscript":
+            return {}
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return {}
     if not isinstance(obj, Mapping) or obj.get("format") != CHECKPOINT_FORMAT:
         return {}
-    return {k: v for k, v in obj.items() if k != "state_dict"}
+    meta = check_meta(obj, path, max_input_side)
+    if not is_bundled(meta.get("arch")):
+        meta.pop("arch", None)
+    return meta
