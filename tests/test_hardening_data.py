@@ -208,11 +208,12 @@ def test_paths_outside_the_root_are_skipped(tmp_path):
 
     (data / "b.csv").write_text(
         f"image,label,xmin,ymin,xmax,ymax\na.png,cat,0,0,5,5\n../secret.png,cat,0,0,5,5\n"
-        f"{secret},cat,0,0,5,5\nlink.png,cat,0,0,5,5\n"
+        f"{secret},cat,0,0,5,5\nlink.png,cat,0,0,5,5\na\x00.png,cat,0,0,5,5\n"
     )
     ds = read_csv(data / "b.csv")
     assert [s.id for s in ds] == ["a.png"]
     assert len([p for p in ds.problems if "outside" in p.problem]) == 3
+    assert [p.item for p in ds.problems if "cannot be resolved" in p.problem] == ["a\x00.png"]
 
     folder = tmp_path / "folder"
     save(folder / "cat" / "a.png", rgb(20, 20))
@@ -323,6 +324,8 @@ def test_exif_orientation_is_applied(tmp_path):
     np.testing.assert_array_equal(np.rint(img * 255).astype(np.uint8), np.rot90(arr, k=-1))
     img, conv = read_image(_exif_png(tmp_path / "n.png", arr, 1))
     assert img.shape == (20, 40, 3) and conv is None
+    img, conv = read_image(_exif_png(tmp_path / "bad.png", arr, 9))  # invalid: shown as stored
+    assert img.shape == (20, 40, 3) and conv == "invalid EXIF orientation 9 ignored"
 
 
 def test_voc_size_mismatch_and_filename_fallback(tmp_path):

@@ -263,7 +263,10 @@ def _inside(path: Path, root: Path) -> bool:
     return rp is not None and rr is not None and rp.is_relative_to(rr)
 
 
-def _outside_problem(item: str, name: str, root: Path) -> DataProblem:
+def _outside_problem(item: str, name: str, path: Path, root: Path) -> DataProblem:
+    """The counted skip for a ``path`` that ``_inside`` refused (unresolvable or outside)."""
+    if _resolved(path) is None:
+        return DataProblem(item, f"image path {name!r} cannot be resolved", "skipped")
     return DataProblem(
         item, f"image path {name} resolves outside the dataset root {root}", "skipped"
     )
@@ -374,7 +377,7 @@ def parse_voc(
                 box = (xmin - 1.0, ymin - 1.0, xmax, ymax)
             objects.append(ObjectAnn(name, box=box, where=where))
         if filename is not None and not _inside(img_dir / filename, root):
-            problems.append(_outside_problem(item, filename, root))
+            problems.append(_outside_problem(item, filename, img_dir / filename, root))
             continue
         path = _find_image(img_dir, filename, xml_path.stem)
         if path is None:
@@ -387,7 +390,7 @@ def parse_voc(
             )
             continue
         if not _inside(path, root):
-            problems.append(_outside_problem(item, path.name, root))
+            problems.append(_outside_problem(item, path.name, path, root))
             continue
         if filename is None or path != img_dir / filename:
             said = f"<filename> {filename} not found" if filename else "no <filename>"
@@ -627,7 +630,7 @@ def parse_coco(
     for file_name, objects, declared in images.values():
         path = images_root / file_name
         if not _inside(path, images_root):
-            problems.append(_outside_problem(file_name, file_name, images_root))
+            problems.append(_outside_problem(file_name, file_name, path, images_root))
             continue
         if not path.is_file():
             problems.append(
@@ -687,7 +690,7 @@ def parse_csv(
     for image, objects in grouped.items():
         path = images_root / image
         if not _inside(path, images_root):
-            problems.append(_outside_problem(image, image, images_root))
+            problems.append(_outside_problem(image, image, path, images_root))
             continue
         if not path.is_file():
             problems.append(DataProblem(image, "annotation points at a missing image", "skipped"))
@@ -723,7 +726,7 @@ def parse_imagefolder(
                 problems.append(DataProblem(key, f"not an image extension ({p.suffix})", "skipped"))
                 continue
             if not _inside(p, root):
-                problems.append(_outside_problem(key, key, root))
+                problems.append(_outside_problem(key, key, p, root))
                 continue
             mask_file = None
             if masks_root is not None:

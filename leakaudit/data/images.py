@@ -109,8 +109,8 @@ def _exif_transpose(img: Image.Image, path: Path) -> tuple[Image.Image, str | No
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         if orientation in (None, 1):
             return img, None
-        if orientation not in range(2, 9):
-            raise ValueError(f"invalid orientation value {orientation!r}")
+        if orientation not in range(2, 9):  # viewers show such images as stored; so do we
+            return img, f"invalid EXIF orientation {orientation!r} ignored"
         out = ImageOps.exif_transpose(img)
     except Exception as e:  # Pillow's EXIF parser raises many types on corrupt blocks
         raise DatasetError(f"cannot apply the EXIF orientation of image {path}: {e}") from e
