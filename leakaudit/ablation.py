@@ -23,8 +23,8 @@ import numpy as np
 from scipy import ndimage
 from torch import nn
 
+from leakaudit.behaviour import predict_labels
 from leakaudit.data.samples import Dataset
-from leakaudit.models.train import predict_proba
 
 Fill = Literal["blur", "median", "grey"]
 FILLS: tuple[str, ...] = ("blur", "median", "grey")
@@ -65,6 +65,7 @@ def region_ablation(
     fill: Fill = "blur",
     batch_size: int = 256,
     dilate: int = 2,
+    predictions: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Accuracy with and without the object, against chance.
 
@@ -72,7 +73,9 @@ def region_ablation(
     of 1/n_classes and the majority-class rate among used samples (a model that always says the
     majority class reaches the latter without looking at anything). ``retained`` =
     (acc_without − chance) / (acc_with − chance): ≈ 0 for an honest model, ≈ 1 for one that needs
-    no object at all; NaN when the model is not above chance to begin with."""
+    no object at all; NaN when the model is not above chance to begin with. ``predictions`` (one
+    per sample of ``dataset``, from the audit's single prediction pass) spare predicting the
+    originals again; the ablated images are made and predicted one batch at a time."""
     used = [i for i, s in enumerate(dataset.samples) if np.asarray(s.region).any()]
     n_classes = len(dataset.class_names)
     out: dict[str, Any] = {
@@ -92,12 +95,12 @@ def region_ablation(
     if not used:
         return out
     labels = np.array([dataset[i].label for i in used])
-    originals = np.stack([dataset[i].image for i in used]).astype(np.float32)
-    ablated = np.stack(
-        [ablate_region(dataset[i].image, dataset[i].region, fill, dilate) for i in used]
-    )
-    pred_with = predict_proba(model, originals, batch_size).argmax(1)
-    pred_without = predict_proba(model, ablated, batch_size).argmax(1)
+    if predictions is not None:
+        pred_with = np.asarray(predictions)[used]
+    else:
+        pred_with = predict_labels(model, (dataset[i].image for i in used), batch_size)
+    ablated = (ablate_region(dataset[i].image, dataset[i].region, fill, dilate) for i in used)
+    pred_without = predict_labels(model, ablated, batch_size)
     majority = float(np.bincount(labels, minlength=n_classes).max() / len(labels))
     chance = max(out["chance_uniform"], majority)
     acc_with = float((pred_with == labels).mean())

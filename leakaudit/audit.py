@@ -6,6 +6,7 @@ report's gallery shows are kept.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,18 +14,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from leakaudit import scores
 from leakaudit.ablation import region_ablation
 from leakaudit.behaviour import removal_test, swap_test, tell_colours
+from leakaudit.budget import COSTLY, make_plan, stratified_sample
 from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
 from leakaudit.data.samples import Dataset
 from leakaudit.discovery import SuspectedTell, box_iou, discover_tells, suspected_tell_mask
+from leakaudit.errors import ModelOutputError
 from leakaudit.explain import make_explainer
-from leakaudit.models.train import predict_proba
+from leakaudit.explain.base import NotApplicable
+from leakaudit.models.train import FirstOutput, as_logits, predict_proba, to_tensor
+from leakaudit.runtime import model_device, resolve_device
 from leakaudit.sanity import SanityResult, randomisation_check
+from leakaudit.stats import bootstrap_ci
 from leakaudit.verdict import Condition, Thresholds, build_conditions, suspect_conditions, verdict
 
 SCORE_COLUMNS = ("outside_mass", "tell_mass", "tell_hit")
@@ -37,7 +44,7 @@ class ModelAudit:
     name: str
     accuracy: float  # on the model's own test set (given by the caller)
     eval_accuracy: float  # on the evaluation images that were explained
-    per_sample: pd.DataFrame
+    per_sample: pd.DataFrame  # + ``confidence`` (p of the predicted class) and ``p_true``
     behaviour: dict[str, dict[str, float]]
     conditions: list[Condition]
     verdict: str
@@ -47,9 +54,55 @@ class ModelAudit:
     suspects: list[Suspect] = field(default_factory=list)
     sanity: dict[str, SanityResult] = field(default_factory=dict)
     ablation: dict[str, Any] = field(default_factory=dict)
+    # method -> (N, h, w) float16: every audited image's map in data order, area-averaged to at
+    # most COMPACT_SIDE px and divided by its largest |value| (float16 keeps ~3 digits in
+    # [-1, 1]; LIME's raw per-pixel weights would underflow). Rows of images that a budgeted
+    # method did not explain are NaN. Bounded: 10 000 images × 64 × 64 × 2 B = 82 MB a method.
+    compact_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    # methods that do not apply to this model (Grad-CAM without a conv layer) -> the reason
+    set_aside: dict[str, str] = field(default_factory=dict)
+    # methods that explained a budgeted sample only -> its sorted indices into the data
+    covered: dict[str, np.ndarray] = field(default_factory=dict)
+    plan: list[str] = field(default_factory=list)  # the plan lines printed before the work
+    seed: int = 0
 
     def method_means(self) -> dict[str, dict[str, float]]:
-        return summarise(self.per_sample)
+        out = summarise(self.per_sample)
+        for method, idx in self.covered.items():  # a sample: say so, with bootstrap 95 % CIs
+            if method in out:
+                out[method].update(sample_intervals(self.per_sample, method, len(idx), self.seed))
+        return out
+
+
+COMPACT_SIDE = 64
+
+
+def compact(maps: np.ndarray, side: int = COMPACT_SIDE) -> np.ndarray:
+    """(N, H, W) → (N, h, w) float16 with max(h, w) ≤ ``side`` (area average), each map
+    divided by its largest |value| (all-zero maps stay zero)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    n, h, w = maps.shape
+    if max(h, w) > side:
+        scale = side / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        t = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
+        maps = torch.nn.functional.interpolate(t, size=size, mode="area")[:, 0].numpy()
+    peak = np.abs(maps).reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
+    peak = np.where(peak > 0, peak, 1.0).astype(np.float32)
+    return (maps / peak[:, None, None]).astype(np.float16)
+
+
+def sample_intervals(
+    per_sample: pd.DataFrame, method: str, n_sampled: int, seed: int
+) -> dict[str, Any]:
+    """A sampled method's bootstrap 95 % CIs: ``<score>_ci95`` = [lo, hi] per mean."""
+    g = per_sample[per_sample["method"] == method]
+    out: dict[str, Any] = {"sampled": True, "n_sampled": int(n_sampled)}
+    for col, key in (("outside_mass", "outside_mass"), ("tell_mass", "tell_mass"),
+                     ("tell_hit", "tell_top_rate")):  # fmt: skip
+        iv = bootstrap_ci(g[col].to_numpy(dtype=float), seed=seed)
+        out[f"{key}_ci95"] = [iv.lo, iv.hi]
+    return out
 
 
 def summarise(per_sample: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -96,7 +149,38 @@ class Checks:
     ablation: bool = True  # remove the object, keep the background
     discovery_method: str = "saliency"
     sanity_images: int = 12
+    # costly methods (LIME, occlusion, IG, SmoothGrad) are checked on at most this many of the
+    # sanity images when a time budget is set (None: all ``sanity_images``)
+    sanity_images_costly: int = 4
     seed: int = 0
+
+
+def prepare_model(model: nn.Module, probe: np.ndarray, device: torch.device | None) -> nn.Module:
+    """The model in eval mode on ``device`` (None: where it is), returning logits only.
+
+    One probe forward pass finds models that return a tuple (→ element 0 if it holds float
+    logits) and models whose output cannot be class scores (→ ``ModelOutputError``)."""
+    if device is not None:
+        model = model.to(device)
+    model = model.eval()
+    with torch.inference_mode():
+        out = model(to_tensor(probe, model_device(model)))
+    as_logits(out)  # raises on int / non-tensor outputs
+    return FirstOutput(model).eval() if isinstance(out, (tuple, list)) else model
+
+
+def _stack(samples: Sequence[Any]) -> np.ndarray:
+    return np.stack([s.image for s in samples]).astype(np.float32, copy=False)
+
+
+def predict_all(model: nn.Module, data: Dataset, batch_size: int = 256) -> np.ndarray:
+    """(N, C) softmax probabilities, the images stacked one batch at a time: the audit's one
+    prediction pass, reused by accuracy, behaviour, ablation and the suspect checks."""
+    out = [
+        predict_proba(model, _stack(data.samples[s : s + batch_size]), batch_size)
+        for s in range(0, len(data), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, len(data.class_names)), np.float32)
 
 
 def audit_model(
@@ -112,82 +196,121 @@ def audit_model(
     progress: bool = True,
     checks: Checks | None = None,
     cache: AttributionCache | None = None,
+    device: torch.device | str | None = None,
+    amp: bool = False,
+    budget_s: float | None = None,
+    layer: str | None = None,
 ) -> ModelAudit:
     """Explain every image of ``data`` for its true class with each method, score, judge.
 
     ``colours`` (class → tell colour) drive the swap test; by default they are read from the
     pixels under the known tell masks. With a ``cache``, attributions computed before for the
-    same model, image, method and parameters are reused, so an interrupted audit resumes."""
+    same model, image, method and parameters are reused, so an interrupted audit resumes.
+    ``device`` moves the model (None: leave it where it is); ``amp`` runs the forward passes of
+    LIME and occlusion under autocast; ``budget_s`` limits the costly methods to a stratified
+    sample (see ``budget.py``); ``layer`` is Grad-CAM's layer (default: the last conv)."""
     checks = checks or Checks()
-    model_hash = model_fingerprint(model) if cache is not None and cache.enabled else ""
     timings: dict[str, float] = {}
     labels = data.labels()
-    t0 = time.perf_counter()
-    all_images = data.images() if len(data) else None
-    preds = predict_proba(model, all_images).argmax(1) if len(data) else np.array([])
-    timings["predict"] = time.perf_counter() - t0
+    n = len(data)
     rows: list[dict[str, Any]] = []
     gallery = list(gallery)
     gallery_maps: dict[str, np.ndarray] = {}
+    compact_maps: dict[str, np.ndarray] = {}
     params: dict[str, dict[str, Any]] = {}
+    set_aside: dict[str, str] = {}
+    covered: dict[str, np.ndarray] = {}
+    plan_lines: list[str] = []
     discovery_maps: list[np.ndarray] = []
     find_with = checks.discovery_method if checks.discovery_method in methods else None
+    t0 = time.perf_counter()
+    probs = np.zeros((0, len(data.class_names)), np.float32)
+    if n:
+        try:
+            model = prepare_model(model, data[0].image[None], _device(device))
+            probs = predict_all(model, data)
+        except ModelOutputError as e:
+            raise ModelOutputError(f"model {name!r}: {e}") from e
+    preds = probs.argmax(1) if n else np.array([], dtype=np.int64)
+    confidence = probs.max(1) if n else np.array([])
+    p_true = probs[np.arange(n), labels] if n else np.array([])
+    timings["predict"] = time.perf_counter() - t0
+    model_hash = model_fingerprint(model) if cache is not None and cache.enabled else ""
+    methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
+    if n and (progress or budget_s is not None):
+        plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s)
+        plan_lines = plan.lines()
+        if progress:
+            for line in plan_lines:
+                print(f"{name}: {line}", file=sys.stderr)
+        for m, mp in plan.methods.items():
+            if mp.n_planned < n:
+                covered[m] = stratified_sample(labels, mp.n_planned, checks.seed)
     for method, kwargs in methods.items():
-        explainer = make_explainer(method, model, **kwargs)
+        try:
+            explainer = make_explainer(method, model, **kwargs)
+        except NotApplicable as e:
+            set_aside[method] = str(e)
+            continue
         params[method] = explainer.describe()
+        order = covered.get(method, np.arange(n))
         kept = {}
+        small = np.full((n, *_compact_shape(data)), np.nan, np.float16) if n else None
         t0 = time.perf_counter()
-        bar = tqdm(total=len(data), desc=f"{name}: {method}", unit="img", disable=not progress)
-        for start in range(0, len(data), batch_size):
-            batch = data.samples[start : start + batch_size]
-            images = all_images[start : start + batch_size]
-            attr = cached_attribute(
-                explainer, model_hash, images, labels[start : start + batch_size], cache
-            )
+        bar = tqdm(total=len(order), desc=f"{name}: {method}", unit="img", disable=not progress)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = [data.samples[i] for i in idx]
+            images = _stack(batch)
+            attr = cached_attribute(explainer, model_hash, images, labels[idx], cache)
             if method == find_with and checks.discovery:
                 discovery_maps.append(attr.maps)
-            for j, s in enumerate(batch):
-                i = start + j
+            small[idx] = compact(attr.maps)
+            for j, (i, s) in enumerate(zip(idx, batch, strict=True)):
                 m = attr.maps[j]
                 rows.append({
                     "id": s.id, "label": int(s.label), "pred": int(preds[i]), "method": method,
                     "outside_mass": scores.outside_mass(m, s.region),
                     "tell_mass": scores.tell_mass(m, s.tell),
                     "tell_hit": scores.tell_hit(m, s.tell),
+                    "confidence": float(confidence[i]), "p_true": float(p_true[i]),
                 })  # fmt: skip
                 if i in gallery:
                     kept[i] = m
             bar.update(len(batch))
         bar.close()
         timings[method] = time.perf_counter() - t0
-        gallery_maps[method] = (
-            np.stack([kept[i] for i in gallery]) if gallery else np.zeros((0, 1, 1), np.float32)
-        )
-    per_sample = pd.DataFrame(rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS])
+        compact_maps[method] = small if small is not None else np.zeros((0, 1, 1), np.float16)
+        gallery_maps[method] = _gallery_stack(kept, gallery, data)
+    per_sample = pd.DataFrame(
+        rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS, "confidence", "p_true"]
+    )
     behaviour: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     if checks.behaviour and any(s.tell is not None for s in data):
-        behaviour["removal"] = removal_test(model, data.samples)
+        behaviour["removal"] = removal_test(model, data.samples, predictions=preds)
         known = colours if colours is not None else tell_colours(data.samples)
         behaviour["swap"] = swap_test(model, data.samples, known)
     timings["behaviour"] = time.perf_counter() - t0
 
     suspects: list[Suspect] = []
-    if discovery_maps:
+    if discovery_maps and find_with not in covered:
         t0 = time.perf_counter()
         suspects = check_suspects(
-            model, data, all_images, np.concatenate(discovery_maps), preds, checks.seed
+            model, data, data.images(), np.concatenate(discovery_maps), preds, checks.seed
         )
         timings["discovery"] = time.perf_counter() - t0
     sanity: dict[str, SanityResult] = {}
-    if checks.sanity and len(data):
+    if checks.sanity and n:
         t0 = time.perf_counter()
-        sanity = sanity_checks(model, data, methods, checks)
+        runnable = {m: kw for m, kw in methods.items() if m not in set_aside}
+        sanity = sanity_checks(model, data, runnable, checks, budgeted=budget_s is not None)
         timings["sanity"] = time.perf_counter() - t0
     ablation: dict[str, Any] = {}
     if checks.ablation and any(s.region.any() for s in data):
         t0 = time.perf_counter()
-        ablation = {k: v for k, v in region_ablation(model, data).items() if np.isscalar(v)}
+        abl = region_ablation(model, data, predictions=preds)
+        ablation = {k: v for k, v in abl.items() if np.isscalar(v)}
         timings["ablation"] = time.perf_counter() - t0
 
     tells = [s.tell for s in data if s.tell is not None and s.tell.any()]
@@ -196,13 +319,17 @@ def audit_model(
     conditions = build_conditions(
         behaviour, summarise(per_sample), tell_area, thresholds, untrusted=untrusted
     )
+    for method, reason in set_aside.items():  # shown as N/A, never silently missing
+        na = Condition(f"{method}: set aside ({reason})", "tell_top_rate", "attribution",
+                       float("nan"), *thresholds.tell_top_rate)  # fmt: skip
+        conditions.append(na)
     conditions += suspect_conditions(suspects, thresholds)
     if ablation:
         conditions.append(
             Condition("object removed", "ablation_retained", "behaviour",
                       ablation.get("retained", np.nan), *thresholds.ablation_retained)
         )  # fmt: skip
-    eval_acc = float((preds == labels).mean()) if len(data) else float("nan")
+    eval_acc = float((preds == labels).mean()) if n else float("nan")
     return ModelAudit(
         name=name,
         accuracy=accuracy,
@@ -217,7 +344,43 @@ def audit_model(
         suspects=suspects,
         sanity=sanity,
         ablation=ablation,
+        compact_maps=compact_maps,
+        set_aside=set_aside,
+        covered=covered,
+        plan=plan_lines,
+        seed=checks.seed,
     )
+
+
+def _device(device: torch.device | str | None) -> torch.device | None:
+    return None if device is None else resolve_device(str(device))
+
+
+def _with_options(method: str, kwargs: dict[str, Any], amp: bool, layer: str | None) -> dict:
+    """Method parameters plus the audit-wide ``amp`` / ``layer`` where the method takes them
+    (only when set, so default parameter records and cache keys stay as they were)."""
+    out = dict(kwargs)
+    if amp and method in AMP_METHODS:
+        out.setdefault("amp", True)
+    if layer and method == "gradcam":
+        out.setdefault("layer", layer)
+    return out
+
+
+AMP_METHODS = ("lime", "occlusion")
+
+
+def _compact_shape(data: Dataset) -> tuple[int, int]:
+    h, w = data[0].image.shape[:2]
+    return tuple(compact(np.zeros((1, h, w), np.float32)).shape[1:])  # type: ignore[return-value]
+
+
+def _gallery_stack(kept: dict[int, np.ndarray], gallery: list[int], data: Dataset) -> np.ndarray:
+    """(G, H, W) gallery maps; an image a budgeted method skipped shows as NaN (not explained)."""
+    if not gallery:
+        return np.zeros((0, 1, 1), np.float32)
+    shape = data[gallery[0]].image.shape[:2]
+    return np.stack([kept.get(i, np.full(shape, np.nan, np.float32)) for i in gallery])
 
 
 @dataclass
@@ -258,8 +421,9 @@ def check_suspects(
     out = []
     for sus in found.suspects[:top]:
         mask = suspected_tell_mask(sus, images.shape[1:3])
-        affected = [s for s in data if s.label in sus.classes]
-        removal = removal_test(model, affected, mask=mask)
+        hit = [i for i, s in enumerate(data) if s.label in sus.classes]
+        affected = [data.samples[i] for i in hit]
+        removal = removal_test(model, affected, mask=mask, predictions=preds[hit])
         swap = swap_test(model, list(data), dict(sus.colours), box=sus.box) if sus.colours else {}
         known = [s.tell_box for s in data if s.tell_box is not None and s.label in sus.classes]
         iou = float(np.mean([box_iou(sus.box, b) for b in known])) if known else float("nan")
@@ -273,9 +437,17 @@ def rank_suspects(suspects: list[Suspect]) -> list[Suspect]:
 
 
 def sanity_checks(
-    model: nn.Module, data: Dataset, methods: dict[str, dict[str, Any]], checks: Checks
+    model: nn.Module,
+    data: Dataset,
+    methods: dict[str, dict[str, Any]],
+    checks: Checks,
+    budgeted: bool = False,
 ) -> dict[str, SanityResult]:
-    """Cascading randomisation per method on a few images (LIME with fewer samples: cost)."""
+    """Cascading randomisation per method on a few images (LIME with fewer samples: cost).
+
+    Under a time budget the costly methods use only the first ``checks.sanity_images_costly``
+    of those images: a sanity check asks whether maps change at all when the weights do, which
+    a handful of images answers (Adebayo et al. used a few dozen in total)."""
     idx = np.random.default_rng(checks.seed).permutation(len(data))[: checks.sanity_images]
     images = np.stack([data[i].image for i in idx])
     targets = np.array([data[i].label for i in idx])
@@ -284,9 +456,11 @@ def sanity_checks(
         params = dict(kwargs)
         if method == "lime":
             params["n_samples"] = min(int(params.get("n_samples", 500)), 200)
+        k = checks.sanity_images_costly if budgeted and method in COSTLY else len(images)
         out[method] = randomisation_check(
-            model, images, targets, explainer=method, seed=checks.seed, explainer_params=params
-        )
+            model, images[:k], targets[:k], explainer=method, seed=checks.seed,
+            explainer_params=params,
+        )  # fmt: skip
     return out
 
 

@@ -15,3 +15,7 @@ class ModelLoadError(LeakauditError):
 
 class ConfigError(LeakauditError):
     """An option or configuration value is invalid."""
+
+
+class ModelOutputError(LeakauditError):
+    """A model produced unusable outputs (NaN/Inf logits, integer or non-tensor outputs)."""

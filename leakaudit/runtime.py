@@ -56,3 +56,50 @@ def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str | None = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a named device that is not there is an error
+    (a user who asks for the GPU must not silently get a 30× slower CPU run)."""
+    from leakaudit.errors import ConfigError  # local: errors imports nothing, keep it that way
+
+    name = (name or "auto").lower()
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise ConfigError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
+    if name == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ConfigError("device 'mps' requested but Apple MPS is not available on this machine")
+    return torch.device(name)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where ``model`` lives (its first parameter or buffer; CPU for a parameter-free model).
+
+    Explainers and behaviour tests read the device from the model instead of taking another
+    argument: moving the model once (``model.to(device)``) moves the whole audit."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Mixed-precision context for forward-only passes (``--amp``); a no-op when disabled.
+
+    bfloat16 on CPU (float16 is slow there), float16 on CUDA/MPS. Only sampling methods' forward
+    passes use it: their outputs go through a softmax and a regression, which tolerate it."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -17,6 +17,12 @@ import torch
 from torch import nn
 
 
+class NotApplicable(Exception):
+    """The method does not apply to this model (e.g. Grad-CAM on a model without conv layers).
+
+    The audit sets the method aside with this message as the reason; it is not a crash."""
+
+
 @dataclass
 class Attribution:
     """Maps (N, H, W) float32; ``extras`` hold per-image arrays with a leading N axis."""
@@ -72,7 +78,7 @@ def reduce_channels(attr: torch.Tensor, how: str) -> np.ndarray:
         out = a.sum(dim=1).clamp_min(0)
     else:
         raise ValueError(f"unknown reduction {how!r}; choose from {REDUCTIONS}")
-    return out.contiguous().numpy().astype(np.float32, copy=False)
+    return out.contiguous().cpu().numpy().astype(np.float32, copy=False)
 
 
 def batched_maps(
@@ -80,15 +86,18 @@ def batched_maps(
     targets: np.ndarray,
     batch_size: int,
     fn: Callable[[torch.Tensor, torch.Tensor], np.ndarray],
+    device: torch.device | None = None,
 ) -> np.ndarray:
-    """Apply ``fn(x NCHW channels_last, targets) -> (B, H, W)`` batch by batch; bounded memory."""
+    """Apply ``fn(x NCHW channels_last, targets) -> (B, H, W)`` batch by batch; bounded memory.
+
+    Tensors go to ``device`` (the model's); ``fn`` returns numpy on the CPU."""
     from leakaudit.models.train import to_tensor  # local: models imports nothing from explain
 
     out = []
     targets = np.asarray(targets, dtype=np.int64)
     for start in range(0, len(images), batch_size):
-        x = to_tensor(images[start : start + batch_size])
-        t = torch.from_numpy(targets[start : start + batch_size])
+        x = to_tensor(images[start : start + batch_size], device)
+        t = torch.from_numpy(targets[start : start + batch_size]).to(x.device)
         out.append(fn(x, t))
     if not out:
         return np.zeros((0, *images.shape[1:3]), np.float32)

@@ -18,7 +18,7 @@ from leakaudit.explain.base import (
     normalise_per_image,
     reduce_channels,
 )
-from leakaudit.runtime import configure
+from leakaudit.runtime import configure, model_device
 
 
 class InputXGradient(Explainer):
@@ -38,5 +38,5 @@ class InputXGradient(Explainer):
                 self._captum.attribute(x.requires_grad_(True), target=t), "abs-sum"
             )
 
-        maps = batched_maps(images, targets, self.batch_size, fn)
+        maps = batched_maps(images, targets, self.batch_size, fn, model_device(self.model))
         return Attribution(normalise_per_image(maps), self.name, self.reduction)

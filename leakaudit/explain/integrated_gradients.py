@@ -21,7 +21,7 @@ from leakaudit.explain.base import (
     normalise_per_image,
     reduce_channels,
 )
-from leakaudit.runtime import configure
+from leakaudit.runtime import configure, model_device
 
 IG_BASELINES = ("black", "grey", "blur")
 
@@ -32,9 +32,9 @@ def _baseline(x: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "grey":
         return torch.full_like(x, 0.5)
     sigma = max(x.shape[-2:]) / 8.0
-    arr = x.detach().permute(0, 2, 3, 1).numpy()
+    arr = x.detach().permute(0, 2, 3, 1).cpu().numpy()
     blurred = np.stack([gaussian(a, sigma=sigma, channel_axis=-1) for a in arr]).astype(np.float32)
-    out = torch.from_numpy(blurred).permute(0, 3, 1, 2)
+    out = torch.from_numpy(blurred).permute(0, 3, 1, 2).to(x.device)
     return out.contiguous(memory_format=torch.channels_last)
 
 
@@ -69,5 +69,5 @@ class IntegratedGradients(Explainer):
             )
             return reduce_channels(ig, "abs-sum")
 
-        maps = batched_maps(images, targets, self.batch_size, fn)
+        maps = batched_maps(images, targets, self.batch_size, fn, model_device(self.model))
         return Attribution(normalise_per_image(maps), self.name, self.reduction)

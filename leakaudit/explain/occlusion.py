@@ -16,7 +16,7 @@ import torch
 from captum.attr import Occlusion as CaptumOcclusion
 
 from leakaudit.explain.base import Attribution, Explainer, batched_maps, normalise_per_image
-from leakaudit.runtime import configure
+from leakaudit.runtime import autocast, configure, model_device
 
 
 class Occlusion(Explainer):
@@ -31,8 +31,10 @@ class Occlusion(Explainer):
         baseline: float = 0.5,
         batch_size: int = 32,
         perturbations_per_eval: int = 16,
+        amp: bool = False,
     ) -> None:
-        super().__init__(model, window=window, stride=stride, baseline=baseline)
+        extra = {"amp": True} if amp else {}  # recorded (and cache-keyed) only when on
+        super().__init__(model, window=window, stride=stride, baseline=baseline, **extra)
         self.batch_size = batch_size
         self.perturbations_per_eval = perturbations_per_eval
         self._captum = CaptumOcclusion(self.model)
@@ -46,15 +48,16 @@ class Occlusion(Explainer):
 
         @torch.inference_mode()
         def fn(x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
-            a = self._captum.attribute(
-                x,
-                sliding_window_shapes=(c, win, win),
-                strides=(c, stride, stride),
-                baselines=float(self.params["baseline"]),
-                target=t,
-                perturbations_per_eval=self.perturbations_per_eval,
-            )
-            return a.mean(dim=1).abs().contiguous().numpy()
+            with autocast(x.device, bool(self.params.get("amp"))):
+                a = self._captum.attribute(
+                    x,
+                    sliding_window_shapes=(c, win, win),
+                    strides=(c, stride, stride),
+                    baselines=float(self.params["baseline"]),
+                    target=t,
+                    perturbations_per_eval=self.perturbations_per_eval,
+                )
+            return a.float().mean(dim=1).abs().contiguous().cpu().numpy()
 
-        maps = batched_maps(images, targets, self.batch_size, fn)
+        maps = batched_maps(images, targets, self.batch_size, fn, model_device(self.model))
         return Attribution(normalise_per_image(maps), self.name, self.reduction)

@@ -12,7 +12,7 @@ from captum.attr import Saliency as CaptumSaliency
 
 from leakaudit.explain.base import Attribution, Explainer, normalise_per_image
 from leakaudit.models.train import to_tensor
-from leakaudit.runtime import configure
+from leakaudit.runtime import configure, model_device
 
 
 class Saliency(Explainer):
@@ -27,10 +27,11 @@ class Saliency(Explainer):
     def attribute(self, images: np.ndarray, targets: np.ndarray) -> Attribution:
         configure()
         out = []
+        device = model_device(self.model)
         for start in range(0, len(images), self.batch_size):
-            x = to_tensor(images[start : start + self.batch_size]).requires_grad_(True)
-            t = torch.as_tensor(np.asarray(targets[start : start + self.batch_size]))
+            x = to_tensor(images[start : start + self.batch_size], device).requires_grad_(True)
+            t = torch.as_tensor(np.asarray(targets[start : start + self.batch_size]), device=device)
             grads = self._captum.attribute(x, target=t, abs=True)
-            out.append(grads.detach().amax(dim=1).numpy())
+            out.append(grads.detach().amax(dim=1).cpu().numpy())
         maps = np.concatenate(out) if out else np.zeros((0, *images.shape[1:3]), np.float32)
         return Attribution(normalise_per_image(maps), self.name, self.reduction)

@@ -20,7 +20,7 @@ from leakaudit.explain.base import (
     normalise_per_image,
     reduce_channels,
 )
-from leakaudit.runtime import configure
+from leakaudit.runtime import configure, model_device
 
 
 class SmoothGrad(Explainer):
@@ -45,7 +45,8 @@ class SmoothGrad(Explainer):
         done = [0]  # images explained so far: the batch's offset seeds its noise
 
         def fn(x: torch.Tensor, t: torch.Tensor) -> np.ndarray:
-            with torch.random.fork_rng(devices=[]):
+            cuda = [x.device.index or 0] if x.is_cuda else []  # noise is drawn on x's device
+            with torch.random.fork_rng(devices=cuda):
                 torch.manual_seed(p["seed"] * 1_000_003 + done[0])
                 g = self._nt.attribute(
                     x.requires_grad_(True),
@@ -58,5 +59,5 @@ class SmoothGrad(Explainer):
             done[0] += len(x)
             return reduce_channels(g, "abs-max")
 
-        maps = batched_maps(images, targets, self.batch_size, fn)
+        maps = batched_maps(images, targets, self.batch_size, fn, model_device(self.model))
         return Attribution(normalise_per_image(maps), self.name, self.reduction)

@@ -85,10 +85,12 @@ def fit(
     batch_size: int = 64,
     lr: float = 3e-3,
     arch_kwargs: dict[str, Any] | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``arch`` (a zoo name) on ``dataset``; return the best model (eval mode) and a report
     dict (split sizes, per-epoch history, best epoch, train/val accuracy) for the model card.
     Stops after ``patience`` epochs without a better validation loss, not before ``min_epochs``.
+    ``device`` (default CPU) is where the model and the training tensors live.
     """
     if len(dataset) < 4:
         raise DatasetError(f"need at least 4 samples to train, got {len(dataset)}")
@@ -102,14 +104,15 @@ def fit(
     labels = dataset.labels()
     tr, va = stratified_split(labels, val_fraction, seed)
     images = dataset.images()
-    x_tr, y_tr = to_tensor(images[tr]), torch.from_numpy(labels[tr])
-    x_va, y_va = to_tensor(images[va]), torch.from_numpy(labels[va])
+    dev = torch.device(device or "cpu")
+    x_tr, y_tr = to_tensor(images[tr], dev), torch.from_numpy(labels[tr]).to(dev)
+    x_va, y_va = to_tensor(images[va], dev), torch.from_numpy(labels[va]).to(dev)
     kwargs = dict(arch_kwargs or {})
     try:
         model = build(arch, len(dataset.class_names), **kwargs)
     except KeyError as e:
         raise ConfigError(str(e)) from e
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     loss_fn = nn.CrossEntropyLoss()
@@ -120,7 +123,7 @@ def fit(
     bar = tqdm(range(epochs), desc=f"fit {arch}", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
         model.train()
-        order = torch.from_numpy(rng.permutation(n))
+        order = torch.from_numpy(rng.permutation(n)).to(dev)
         correct, seen = 0, 0
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leakaudit.runtime import configure
+from leakaudit.errors import ModelOutputError
+from leakaudit.runtime import configure, model_device
 
 
 @dataclass
@@ -25,10 +26,51 @@ class TrainResult:
     history: list[float]
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """NHWC float [0, 1] numpy → NCHW channels_last float32 tensor."""
+def to_tensor(images: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+    """NHWC float [0, 1] numpy → NCHW channels_last float32 tensor (on ``device`` if given)."""
     t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+    if device is not None and torch.device(device).type != "cpu":
+        t = t.to(device, non_blocking=True)
     return t.contiguous(memory_format=torch.channels_last)
+
+
+def as_logits(out: object) -> torch.Tensor:
+    """The class-score tensor of a model's output: the output itself, or element 0 of a tuple
+    or list (models that also return features or auxiliary heads). Integer or non-tensor
+    outputs cannot be class scores, and saying so beats a confusing error three calls later."""
+    if isinstance(out, (tuple, list)) and out:
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise ModelOutputError(
+            f"the model returned {type(out).__name__}, not a tensor of class scores (logits)"
+        )
+    if not out.is_floating_point():
+        raise ModelOutputError(
+            f"the model returned a {out.dtype} tensor; class scores must be float logits"
+        )
+    return out
+
+
+class FirstOutput(nn.Module):
+    """Wraps a model whose forward returns a tuple so every method sees only the logits."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return as_logits(self.model(x))
+
+
+def check_finite(logits: torch.Tensor, what: str = "images") -> None:
+    """Raise ``ModelOutputError`` naming how many rows hold NaN/Inf: a verdict computed from
+    them would be a made-up number (softmax of NaN is NaN, argmax of NaN is class 0)."""
+    bad = ~torch.isfinite(logits).all(dim=1)
+    if bool(bad.any()):
+        raise ModelOutputError(
+            f"the model produced non-finite outputs (NaN/Inf) for {int(bad.sum())} of "
+            f"{len(logits)} {what}; check its weights and preprocessing"
+        )
 
 
 def train_classifier(
@@ -47,6 +89,7 @@ def train_classifier(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model.to(memory_format=torch.channels_last)
+    device = model_device(model)  # train where the model is (``model.to(device)`` first)
     x_all = to_tensor(images)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     n = len(y_all)
@@ -64,7 +107,7 @@ def train_classifier(
             idx = order[start : start + batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            xb, yb = x_all[idx], y_all[idx]
+            xb, yb = x_all[idx].to(device), y_all[idx].to(device)
             logits = model(xb)
             loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
@@ -81,13 +124,23 @@ def train_classifier(
 
 @torch.inference_mode()
 def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities for NHWC images, computed in batches."""
+    """Softmax probabilities for NHWC images, computed in batches on the model's device.
+
+    Raises ``ModelOutputError`` if any image gets a NaN/Inf logit (never a silent number)."""
     configure()
     model.eval()
+    device = model_device(model)
     out = []
+    bad = 0
     for start in range(0, len(images), batch_size):
-        logits = model(to_tensor(images[start : start + batch_size]))
-        out.append(torch.softmax(logits.float(), dim=1).numpy())
+        logits = as_logits(model(to_tensor(images[start : start + batch_size], device))).float()
+        bad += int((~torch.isfinite(logits).all(dim=1)).sum())
+        out.append(torch.softmax(logits, dim=1).cpu().numpy())
+    if bad:
+        raise ModelOutputError(
+            f"the model produced non-finite outputs (NaN/Inf) for {bad} of {len(images)} "
+            "images; check its weights and preprocessing"
+        )
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     return np.concatenate(out)
