@@ -14,6 +14,7 @@ from voc_files import make_voc, rgb, save, voc_xml
 
 from leakaudit.data.formats import (
     MAX_TELL_FRACTION,
+    ReadOptions,
     detect_format,
     read_coco,
     read_csv,
@@ -191,6 +192,11 @@ def test_paths_outside_the_root_are_skipped(tmp_path):
     assert [s.id for s in ds] == ["a.png"]
     outside = [p for p in ds.problems if "outside the dataset root" in p.problem]
     assert sorted(p.item for p in outside) == ["Annotations/abs.xml", "Annotations/up.xml"]
+    linked = tmp_path / "linked"  # a VOC root whose JPEGImages links to an image store: fine
+    (linked / "Annotations").mkdir(parents=True)
+    (linked / "JPEGImages").symlink_to(voc / "JPEGImages")
+    (linked / "Annotations" / "a.xml").write_text(voc_xml("a.png", [("cat", (1, 1, 10, 10))]))
+    assert [s.id for s in read_voc(linked)] == ["a.png"]
 
     data = tmp_path / "data"
     save(data / "a.png", rgb(20, 20))
@@ -377,3 +383,28 @@ def test_detect_format_and_voc_refused_as_imagefolder(tmp_path):
     make_voc(tmp_path / "devkit" / "VOC2007", {"a.png": [("cat", (1, 1, 10, 10))]})
     with pytest.raises(DatasetError, match="VOC folder inside"):
         detect_format(tmp_path / "devkit")
+
+
+# ------------------------------------------------------------------------- ReadOptions
+
+
+def test_read_options_object_equals_keywords(tmp_path):
+    root = make_voc(
+        tmp_path / "voc", {"a.png": [("cat", (11, 11, 30, 30)), ("dog", (41, 21, 80, 70))]}
+    )
+    kw = read_voc(root, mode="crop", size=16, margin=0.0)
+    obj = read_voc(root, options=ReadOptions(mode="crop", size=16, margin=0.0))
+    mixed = read_dataset(root, "voc", options=ReadOptions(mode="crop", size=16), margin=0.0)
+    for other in (obj, mixed):
+        assert [s.id for s in other] == [s.id for s in kw] == ["a.png#0", "a.png#1"]
+        for s, t in zip(kw, other, strict=True):
+            np.testing.assert_array_equal(s.image, t.image)
+            np.testing.assert_array_equal(s.region, t.region)
+    assert read_voc(root, options=ReadOptions(mode="crop", size=16, margin=0.5))[0].region.sum() < (
+        kw[0].region.sum()
+    )  # the margin really travels through the options object
+    save(tmp_path / "folder" / "cat" / "a.png", rgb(20, 20))
+    with pytest.raises(ConfigError, match="imagefolder reader: mode"):
+        read_imagefolder(tmp_path / "folder", options=ReadOptions(mode="crop"))
+    with pytest.raises(ConfigError, match="imagefolder reader: margin"):
+        read_dataset(tmp_path / "folder", "imagefolder", margin=0.1)

@@ -38,11 +38,13 @@ Conventions shared by all readers:
   ``MAX_TELL_FRACTION`` (25 %) of its image is dropped and counted: a "tell" that large is most
   of the picture, so attribution on it says nothing about cheating (a whole-image box would
   make every model look leaky). Real tells (stickers, watermarks, rulers) are far smaller.
-* Image paths are resolved (symlinks followed) and must stay inside the dataset root (VOC root,
-  ImageFolder root, or the COCO/CSV ``images_root``); an absolute path, a ``../`` path or a link
-  leading outside is a counted skip, never read. Two annotations of the same image file (two
-  VOC XMLs naming it, a COCO image id listed twice, ``a.png`` and ``./a.png`` in a CSV) keep
-  the first and count the others as skipped, so no image is scored twice.
+* Image paths are resolved (symlinks followed) and must stay inside the dataset's image folder
+  (VOC ``JPEGImages``, the ImageFolder root, the COCO/CSV ``images_root``), itself resolved, so a
+  linked image folder works; an absolute path, a ``../`` path or a link from inside leading
+  outside (an image, or an ImageFolder class folder) is a counted skip, never read. Two
+  annotations of the same image file (two VOC XMLs naming it, a COCO image id listed twice,
+  ``a.png`` and ``./a.png`` in a CSV) keep the first and count the others as skipped, so no
+  image is scored twice.
 * Declared sizes (VOC ``<size>``, COCO ``width``/``height``, RLE ``size``) are checked against
   the pixel cap (``images.MAX_PIXELS``, option ``max_pixels``, env ``LEAKAUDIT_MAX_PIXELS``)
   before anything is allocated; above it the image (or the RLE annotation) is a counted skip.

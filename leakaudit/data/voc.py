@@ -80,8 +80,8 @@ def parse_voc(
                 )
                 box = (xmin - 1.0, ymin - 1.0, xmax, ymax)
             objects.append(ObjectAnn(name, box=box, where=where))
-        if filename is not None and not _inside(img_dir / filename, root):
-            problems.append(_outside_problem(item, filename, img_dir / filename, root))
+        if filename is not None and not _inside(img_dir / filename, img_dir):
+            problems.append(_outside_problem(item, filename, img_dir / filename, img_dir))
             continue
         path = _find_image(img_dir, filename, xml_path.stem)
         if path is None:
@@ -93,8 +93,8 @@ def parse_voc(
                 )
             )
             continue
-        if not _inside(path, root):
-            problems.append(_outside_problem(item, path.name, path, root))
+        if not _inside(path, img_dir):
+            problems.append(_outside_problem(item, path.name, path, img_dir))
             continue
         if filename is None or path != img_dir / filename:
             said = f"<filename> {filename} not found" if filename else "no <filename>"
