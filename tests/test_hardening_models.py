@@ -19,7 +19,6 @@ from leakaudit.errors import ModelLoadError
 from leakaudit.models.load import (
     CHECKPOINT_FORMAT,
     MAX_INPUT_SIDE,
-    FirstOutput,
     ModelSpec,
     check_output_width,
     load_model,
@@ -223,28 +222,31 @@ def _script(model: nn.Module, path):
     return path
 
 
-def test_torchscript_tuple_output_uses_first_element(tmp_path):
+def test_tuple_output_is_accepted_when_element_0_is_logits(tmp_path):
     p = _script(TwoOutputs(), tmp_path / "two.pt")
     model = load_model(p)
-    assert isinstance(model, FirstOutput)
-    ref = torch.jit.load(str(p))
-    torch.testing.assert_close(model(X), ref(X)[0])
+    torch.testing.assert_close(model(X)[0], torch.jit.load(str(p))(X)[0])
     assert check_output_width(model, ModelSpec(path=str(p), input_size=16), 3) == 3
+    assert check_output_width(TwoOutputs(), ModelSpec(path="m.pt"), 3) == 3  # Python model
+    with pytest.raises(ModelLoadError, match="outputs 3 scores but the dataset has 4"):
+        check_output_width(TwoOutputs(), ModelSpec(path="m.pt"), 4)  # element 0 is checked
 
 
-def test_torchscript_odd_outputs_are_refused(tmp_path):
+class ShapesFirst(nn.Module):
+    def forward(self, x):
+        return x.shape[1], x.mean(dim=(2, 3))
+
+
+def test_odd_outputs_are_refused(tmp_path):
     with pytest.raises(ModelLoadError, match=r"returns Tuple\[int, int\]") as err:
-        load_model(_script(Shapes(), tmp_path / "shapes.pt"))
+        load_model(_script(Shapes(), tmp_path / "shapes.pt"))  # refused from its declared type
     assert "shapes.pt" in _one_line(err)
+    with pytest.raises(ModelLoadError, match="returns a tuple starting with int") as err:
+        check_output_width(ShapesFirst(), ModelSpec(path="m.pt"), 3)
+    _one_line(err)
     votes = load_model(_script(Votes(), tmp_path / "votes.pt"))
     with pytest.raises(ModelLoadError, match="returns int64 scores, expected floating-point"):
         check_output_width(votes, ModelSpec(path="votes.pt"), 3)
-
-
-def test_python_model_returning_a_tuple_is_refused():
-    with pytest.raises(ModelLoadError, match="returns a tuple") as err:
-        check_output_width(TwoOutputs(), ModelSpec(path="m.pt"), 3)
-    _one_line(err)
 
 
 def test_torchscript_forward_failure_is_one_line(tmp_path):

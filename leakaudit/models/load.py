@@ -9,9 +9,9 @@ a name in ``leakaudit.models.zoo.ARCHITECTURES``; see ``leakaudit.models.arch``)
 A checkpoint is data, never a choice of code: the architecture it names is used only if it is
 bundled (anything else must come from the user's ``--arch``), and every metadata value is checked
 (``leakaudit.models.meta``) before it is used. A TorchScript ``forward`` declared to return a tuple
-or list whose first element is a tensor is accepted as returning that tensor (``FirstOutput``;
-traced Hugging Face models return ``(logits,)``); any other non-tensor return type is refused at
-load time. Python models must return the logits tensor itself.
+or list whose first element is a tensor is accepted (traced Hugging Face models return
+``(logits,)``; the audit passes element 0 on as the logits); any other declared return type is
+refused at load time, and ``check_output_width`` checks what a model actually returns.
 
 Preprocessing is part of the model's description (``ModelSpec``), not of the data: images stay
 in [0, 1] RGB everywhere, and ``Preprocessed`` applies mean/std and channel order inside
@@ -20,10 +20,10 @@ in [0, 1] RGB everywhere, and ``Preprocessed`` applies mean/std and channel orde
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 import warnings
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,12 +36,19 @@ from torch import nn
 from leakaudit.errors import ConfigError, ModelLoadError
 from leakaudit.jsonable import jsonable
 from leakaudit.models.arch import construct, is_bundled, resolve_arch
+from leakaudit.models.checks import (
+    EXPORT_HINT,
+    as_device,
+    check_declared_output,
+    fit_problems,
+    one_line,
+    sniff,
+)
 from leakaudit.models.meta import MAX_INPUT_SIDE, check_meta
 from leakaudit.models.zoo import ARCHITECTURES
 
 __all__ = [
     "MAX_INPUT_SIDE",
-    "FirstOutput",
     "ModelSpec",
     "Preprocessed",
     "check_output_width",
@@ -53,12 +60,6 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "leakaudit-checkpoint-1"
 MODEL_CARD = "model_card.json"
-
-_EXPORT_HINT = (
-    "Export it as TorchScript (torch.jit.script(model).save(path), or torch.jit.trace) or save "
-    "model.state_dict() with torch.save and pass the class as --arch module:Class or "
-    "path/to/file.py:Class."
-)
 
 
 @dataclass
@@ -147,116 +148,6 @@ class Preprocessed(nn.Module):
 # loading
 
 
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    """The line of an exception that says what went wrong. TorchScript errors start with the
-    interpreter's traceback and end with the error; Python and torch errors start with it."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    if not lines:
-        return type(e).__name__
-    line = lines[-1] if "TorchScript" in lines[0] or "Traceback" in lines[0] else lines[0]
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _sniff(path: Path) -> str:
-    """'torchscript', 'zip' (torch.save) or 'pickle' (torch.save before 1.6), from the bytes."""
-    if not path.is_file():
-        raise ModelLoadError(f"model file not found: {path}")
-    if path.stat().st_size == 0:
-        raise ModelLoadError(f"model file {path} is empty (0 bytes)")
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
-            raise ModelLoadError(f"model file {path} is a damaged zip archive: {e}") from e
-        ts = any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
-        return "torchscript" if ts else "zip"
-    with path.open("rb") as f:
-        head = f.read(2)
-    if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # pickle protocol 2–5 header
-        return "pickle"
-    raise ModelLoadError(
-        f"{path} is not a PyTorch checkpoint or TorchScript file (neither a zip archive nor a "
-        f"pickle). {_EXPORT_HINT}"
-    )
-
-
-def _is_torchscript(path: Path) -> bool:
-    try:
-        return _sniff(path) == "torchscript"
-    except ModelLoadError:
-        return False
-
-
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as e:
-        raise ModelLoadError(f"unknown device {device!r}: {_one_line(e)}") from e
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0 or (dev.index or 0) >= n:
-            raise ModelLoadError(f"device {device!r} is not available here ({n} CUDA devices)")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError(f"device {device!r} is not available here")
-    return dev
-
-
-class FirstOutput(nn.Module):
-    """A TorchScript model whose forward returns ``(logits, ...)`` (Hugging Face exports return
-    ``(logits,)``), seen as one returning the logits: the rest of leakaudit takes a tensor."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)[0]
-
-
-def _logits_only(model: nn.Module, path: Path) -> nn.Module:
-    """Accept a TorchScript forward declared to return a tensor, or a tuple/list whose first
-    element is a tensor (wrapped in ``FirstOutput``); refuse anything else when loading."""
-    try:
-        returns = model.forward.schema.returns
-    except Exception:  # no readable schema: check_output_width still checks the output
-        return model
-    if len(returns) != 1 or isinstance(returns[0].type, torch.TensorType):
-        return model
-    kind = returns[0].type
-    first = None
-    if isinstance(kind, torch.TupleType) and kind.elements():
-        first = kind.elements()[0]
-    elif isinstance(kind, torch.ListType):
-        first = kind.getElementType()
-    if isinstance(first, torch.TensorType):
-        return FirstOutput(model)
-    raise ModelLoadError(
-        f"TorchScript model {path} returns {kind}; expected a (batch, classes) logits tensor "
-        "or a tuple whose first element is one"
-    )
-
-
-def _fit_problems(want: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> str:
-    """How a state_dict differs from a model's, in one line (a few keys of each kind)."""
-
-    def few(items: list[str]) -> str:
-        more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-        return ", ".join(items[:3]) + more
-
-    def dims(t: torch.Tensor) -> str:
-        return "×".join(map(str, t.shape)) or "scalar"
-
-    shapes = [f"{k} ({dims(state[k])} in the file, {dims(v)} in the model)"
-              for k, v in want.items() if k in state and state[k].shape != v.shape]  # fmt: skip
-    missing = [k for k in want if k not in state]
-    extra = [k for k in state if k not in want]
-    parts = [f"shapes differ for {few(shapes)}"] if shapes else []
-    parts += [f"missing from the file: {few(missing)}"] if missing else []
-    parts += [f"not in the model: {few(extra)}"] if extra else []
-    return "; ".join(parts)
-
-
 def load_model(
     path: str | Path,
     arch: str | None = None,
@@ -275,28 +166,28 @@ def load_model(
     names would run code the user never chose.
     """
     path = Path(path)
-    dev = _device(device)
-    if _sniff(path) == "torchscript":
+    dev = as_device(device)
+    if sniff(path) == "torchscript":
         try:
             with warnings.catch_warnings():  # torch ≥ 2.10 flags jit as deprecated; still fine
                 warnings.simplefilter("ignore", DeprecationWarning)
                 model = torch.jit.load(str(path), map_location=dev)
         except Exception as e:
-            raise ModelLoadError(f"cannot load TorchScript model {path}: {_one_line(e)}") from e
-        model.eval()
-        return _logits_only(model, path)
+            raise ModelLoadError(f"cannot load TorchScript model {path}: {one_line(e)}") from e
+        check_declared_output(model, path)
+        return model.eval()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ModelLoadError(
             f"{path} contains pickled Python objects (probably a whole nn.Module saved with "
             f"torch.save(model)); leakaudit refuses to unpickle them because that can run "
-            f"arbitrary code. {_EXPORT_HINT} (torch said: {_one_line(e)})"
+            f"arbitrary code. {EXPORT_HINT} (torch said: {one_line(e)})"
         ) from e
     except Exception as e:
-        raise ModelLoadError(f"cannot read model file {path}: {_one_line(e)}") from e
+        raise ModelLoadError(f"cannot read model file {path}: {one_line(e)}") from e
     if isinstance(obj, nn.Module):  # cannot happen with weights_only, kept as a guard
-        raise ModelLoadError(f"{path} is a pickled module. {_EXPORT_HINT}")
+        raise ModelLoadError(f"{path} is a pickled module. {EXPORT_HINT}")
     if not isinstance(obj, Mapping):
         raise ModelLoadError(f"{path} holds a {type(obj).__name__}, not a state_dict")
 
@@ -337,27 +228,26 @@ def load_model(
         shell = construct(factory, kwargs, n_classes, device="meta")
     except ModelLoadError:
         shell = None  # not buildable on the meta device; the real build reports any error
-    if shell is not None and (problems := _fit_problems(shell.state_dict(), state)):
+    if shell is not None and (problems := fit_problems(shell.state_dict(), state)):
         raise ModelLoadError(f"{path} does not fit architecture {arch!r}: {problems}")
     model = construct(factory, kwargs, n_classes)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        problems = _fit_problems(model.state_dict(), state) or _one_line(e)
+        problems = fit_problems(model.state_dict(), state) or one_line(e)
         raise ModelLoadError(f"{path} does not fit architecture {arch!r}: {problems}") from e
     return model.to(dev).eval()
 
 
 def _model_device(model: nn.Module) -> torch.device:
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 @torch.inference_mode()
 def check_output_width(model: nn.Module, spec: ModelSpec | None, n_classes: int) -> int:
-    """Run one blank image through the model (on the model's device); its output must be
-    floating-point (batch, classes) logits with ``n_classes`` columns."""
+    """Run one blank image through the model (on the model's device); its output (or element 0
+    of a returned tuple/list) must be floating-point (batch, classes) logits, ``n_classes`` wide."""
     side = spec.input_size if spec is not None and spec.input_size else 64
     x = torch.zeros(1, 3, side, side)
     if spec is not None:
@@ -369,14 +259,16 @@ def check_output_width(model: nn.Module, spec: ModelSpec | None, n_classes: int)
         out = model(x.to(_model_device(model)))
     except Exception as e:
         raise ModelLoadError(
-            f"model{where} fails on a 1×3×{side}×{side} input: {_one_line(e)}"
+            f"model{where} fails on a 1×3×{side}×{side} input: {one_line(e)}"
         ) from e
-    if isinstance(out, (tuple, list)):
-        raise ModelLoadError(
-            f"model{where} returns a {type(out).__name__}; its forward must return the "
-            "(batch, classes) logits tensor (TorchScript files declaring a tuple are unwrapped "
-            "to its first element, Python models are not)"
-        )
+    if isinstance(out, (tuple, list)):  # (logits, ...): the audit uses element 0, so do we
+        if not out or not isinstance(out[0], torch.Tensor):
+            first = type(out[0]).__name__ if out else "nothing"
+            raise ModelLoadError(
+                f"model{where} returns a {type(out).__name__} starting with {first}; expected "
+                "(batch, classes) logits or a tuple whose first element is them"
+            )
+        out = out[0]
     if not isinstance(out, torch.Tensor):
         raise ModelLoadError(
             f"model{where} returns a {type(out).__name__}, expected (batch, classes) logits"
@@ -458,7 +350,7 @@ def read_checkpoint_meta(path: str | Path, max_input_side: int = MAX_INPUT_SIDE)
     """
     path = Path(path)
     try:
-        if _sniff(path) == "torchscript":
+        if sniff(path) == "torchscript":
             return {}
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
