@@ -1,0 +1,243 @@
+"""Real architectures and the scale machinery: ResNet-18 / ViT end to end, Grad-CAM on
+TorchScript, compact maps, one prediction pass, bad model outputs, devices, the time budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from leakaudit.audit import Checks, audit_model, compact
+from leakaudit.behaviour import removal_test
+from leakaudit.budget import make_plan, parse_duration, passes_per_image, stratified_sample
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.errors import ConfigError, ModelOutputError
+from leakaudit.explain import make_explainer
+from leakaudit.explain.base import NotApplicable
+from leakaudit.explain.gradcam import last_conv
+from leakaudit.models.train import predict_proba
+from leakaudit.models.zoo import ResNet18, TinyViT, build
+from leakaudit.runtime import resolve_device
+from leakaudit.sanity import cascade_steps, parameterised_modules, randomisation_check
+from leakaudit.tells import TellSpec, poison
+from leakaudit.verdict import NA, Thresholds
+
+SIZE = 32
+METHODS = {"saliency": {}, "gradcam": {}, "lime": {"n_samples": 16, "n_segments": 8}}
+QUICK = Checks(discovery=False, sanity_images=3)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return poison(make_shapes(12, seed=0, size=SIZE, n_classes=3), TellSpec(size=4), seed=1)
+
+
+def _audit(model, data, methods=METHODS, **kw):
+    return audit_model(model, "m", data, methods, accuracy=float("nan"),
+                       thresholds=Thresholds(), progress=False, checks=kw.pop("checks", QUICK),
+                       **kw)  # fmt: skip
+
+
+def test_resnet18_is_a_resnet18() -> None:
+    model = ResNet18(3)
+    # 20 convs (17 + 3 downsample) + 20 BatchNorms + fc, as torchvision's resnet18
+    assert len(parameterised_modules(model)) == 41
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(11.18e6, rel=0.01)
+    assert last_conv(model) == "layer4.1.conv2"
+
+
+def test_resnet18_audits_end_to_end(data) -> None:
+    model = build("resnet18", 3, seed=0, width=8)
+    audit = _audit(model, data)
+    assert set(audit.per_sample["method"]) == set(METHODS)
+    assert not audit.set_aside
+    assert audit.verdict in ("clean", "leak", "inconclusive")
+    # the deep model is randomised block by block: top, ¼, ½, ¾, all of its 41 modules
+    steps = [st.n_randomised for st in audit.sanity["saliency"].steps]
+    assert steps == [1, 11, 21, 31, 41]
+
+
+def test_vit_sets_gradcam_aside_with_a_reason(data) -> None:
+    model = build("vit_tiny", 3, seed=0, image_size=SIZE, patch=8, dim=32, depth=2, heads=2)
+    assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    audit = _audit(model, data)
+    assert "convolution" in audit.set_aside["gradcam"]
+    assert "gradcam" not in set(audit.per_sample["method"])
+    assert "gradcam" not in audit.sanity
+    aside = [c for c in audit.conditions if c.name.startswith("gradcam: set aside")]
+    assert len(aside) == 1 and aside[0].status == NA
+    assert {"saliency", "lime"} <= set(audit.per_sample["method"])
+
+
+def test_gradcam_on_torchscript_equals_eager_and_captum(data) -> None:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    torch.manual_seed(0)
+    model = ResNet18(3, width=8).eval()
+    x, t = data.images()[:4], data.labels()[:4]
+    eager = make_explainer("gradcam", model).attribute(x, t).maps
+    scripted = torch.jit.script(model)
+    assert last_conv(scripted) == "layer4.1.conv2"
+    script_maps = make_explainer("gradcam", scripted).attribute(x, t).maps
+    np.testing.assert_allclose(script_maps, eager, atol=1e-5)
+    xt = torch.from_numpy(x).permute(0, 3, 1, 2)
+    ref = LayerGradCam(model, model.layer4[1].conv2).attribute(
+        xt, target=torch.from_numpy(t), relu_attributions=True
+    )
+    ref = LayerAttribution.interpolate(ref.detach(), (SIZE, SIZE), "bilinear")[:, 0].numpy()
+    peak = ref.reshape(4, -1).max(1)[:, None, None]
+    np.testing.assert_allclose(eager, ref / np.where(peak > 0, peak, 1), atol=1e-5)
+    # a named layer inside a preprocessing wrapper around the scripted model
+    from leakaudit.models.load import Preprocessed
+
+    wrapped = Preprocessed(scripted, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    e = make_explainer("gradcam", wrapped, layer="layer3.0.conv1")
+    assert e.params["layer"] == "model.layer3.0.conv1"
+    assert e.attribute(x, t).maps.max() == pytest.approx(1.0)
+    with pytest.raises(NotApplicable, match="not found"):
+        make_explainer("gradcam", model, layer="no.such.layer")
+
+
+def test_compact_maps_are_area_averages_in_float16() -> None:
+    rng = np.random.default_rng(0)
+    blocks = rng.random((2, 48, 48)).astype(np.float32)
+    big = blocks.repeat(2, axis=1).repeat(2, axis=2)  # 96×96, each 2×2 block constant
+    small = compact(big, side=48)
+    assert small.dtype == np.float16 and small.shape == (2, 48, 48)
+    want = blocks / blocks.reshape(2, -1).max(1)[:, None, None]
+    np.testing.assert_allclose(small.astype(np.float32), want, atol=1e-3)
+    assert compact(np.zeros((1, 10, 10), np.float32)).max() == 0  # all-zero stays zero
+
+
+def test_audit_keeps_compact_maps_and_probabilities(data) -> None:
+    torch.manual_seed(0)
+    model = build("small_cnn", 3, seed=0, width=4)
+    audit = _audit(model, data, {"saliency": {}})
+    maps = audit.compact_maps["saliency"]
+    assert maps.shape == (len(data), SIZE, SIZE) and maps.dtype == np.float16
+    probs = predict_proba(model, data.images())
+    rows = audit.per_sample
+    np.testing.assert_allclose(rows["confidence"], probs.max(1), rtol=1e-6)
+    np.testing.assert_allclose(rows["p_true"], probs[np.arange(len(data)), data.labels()], 1e-6)
+    # a map kept compact is the full map (≤ 64 px: only float16 rounding)
+    full = make_explainer("saliency", model).attribute(data.images(), data.labels()).maps
+    np.testing.assert_allclose(maps.astype(np.float32), full, atol=1e-3)
+
+
+class NaNOnBright(nn.Module):
+    """NaN logits for images whose top-left pixel is bright: a known number of bad images."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x.mean(dim=(2, 3))
+        bright = x[:, 0, 0, 0] > 0.5
+        return torch.where(bright[:, None], torch.full_like(logits, float("nan")), logits)
+
+
+def test_non_finite_outputs_stop_the_audit_with_a_count(data) -> None:
+    n_bad = int(sum(s.image[0, 0, 0] > 0.5 for s in data))
+    assert 0 < n_bad < len(data)
+    with pytest.raises(ModelOutputError, match=f"model 'm'.* {n_bad} of {len(data)} images"):
+        _audit(NaNOnBright(), data, {"saliency": {}})
+
+
+class TupleOut(nn.Module):
+    def __init__(self, inner: nn.Module, as_int: bool = False) -> None:
+        super().__init__()
+        self.inner, self.as_int = inner, as_int
+
+    def forward(self, x: torch.Tensor):
+        y = self.inner(x)
+        return (y.long(), y) if self.as_int else (y, y.detach() * 0)
+
+
+def test_tuple_outputs_use_element_zero_and_int_outputs_are_refused(data) -> None:
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    plain = _audit(model, data, {"saliency": {}})
+    tupled = _audit(TupleOut(model), data, {"saliency": {}})
+    np.testing.assert_array_equal(plain.per_sample["pred"], tupled.per_sample["pred"])
+    np.testing.assert_allclose(plain.per_sample["tell_mass"], tupled.per_sample["tell_mass"])
+    with pytest.raises(ModelOutputError, match="int64"):
+        _audit(TupleOut(model, as_int=True), data, {"saliency": {}})
+
+
+def test_removal_with_given_predictions_matches_predicting_again(data) -> None:
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    preds = predict_proba(model, data.images()).argmax(1)
+    assert removal_test(model, data.samples, predictions=preds) == removal_test(model, data.samples)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == want
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_cascade_steps_and_same_final_state(data) -> None:
+    assert cascade_steps(9) == list(range(1, 10))  # small model: one module per step
+    assert cascade_steps(41) == [1, 11, 21, 31, 41]
+    model = build("resnet18", 3, seed=0, width=4).eval()
+    x, t = data.images()[:2], data.labels()[:2]
+    blocks = randomisation_check(model, x, t, "saliency", seed=3)
+    every = randomisation_check(model, x, t, "saliency", seed=3, per_module_max=100)
+    assert len(blocks.steps) == 5 and len(every.steps) == 41
+    assert blocks.final_spearman == every.final_spearman  # same weights at the end
+    assert blocks.passed == every.passed
+
+
+def test_budget_parsing_and_stratified_sample() -> None:
+    assert parse_duration("15m") == 900 and parse_duration("1h30m") == 5400
+    assert parse_duration("90") == 90 and parse_duration(None) is None
+    for bad in ("soon", "-5m", "0s"):
+        with pytest.raises(ConfigError):
+            parse_duration(bad)
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    idx = stratified_sample(labels, 20, seed=0)
+    assert list(np.bincount(labels[idx])) == [12, 6, 2]
+    assert np.array_equal(idx, np.sort(idx)) and len(set(idx)) == 20
+    assert np.array_equal(idx, stratified_sample(labels, 20, seed=0))
+    assert passes_per_image("lime", {"n_samples": 300}, (64, 64)) == (300, 0)
+    assert passes_per_image("occlusion", {}, (64, 64)) == (1 + 15 * 15, 0)  # 8-px window, 4 px
+
+
+def test_budget_samples_costly_methods_with_intervals(data) -> None:
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    methods = {"saliency": {}, "lime": {"n_samples": 64, "n_segments": 8}}
+    plan = make_plan(model, data.images()[:4], methods, len(data), budget_s=1e-9)
+    assert plan.methods["saliency"].n_planned == len(data)
+    assert plan.methods["lime"].n_planned == 0  # nothing left: the minimum sample applies
+    audit = _audit(model, data, methods, budget_s=1e-9)
+    covered = audit.covered["lime"]
+    assert len(covered) == 6 and "saliency" not in audit.covered  # 2 per class
+    means = audit.method_means()
+    assert means["lime"]["n"] == 6 and means["lime"]["sampled"] is True
+    lo, hi = means["lime"]["tell_mass_ci95"]
+    assert lo <= means["lime"]["tell_mass"] <= hi
+    assert "tell_mass_ci95" not in means["saliency"]
+    lime_maps = audit.compact_maps["lime"].astype(np.float32)
+    done = np.zeros(len(data), bool)
+    done[covered] = True
+    assert np.isfinite(lime_maps[done]).all() and np.isnan(lime_maps[~done]).all()
+    assert len(audit.plan) == 3  # header + one line per method
+
+
+def test_amp_lime_is_recorded_and_close(data) -> None:
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    x, t = data.images()[:3], data.labels()[:3]
+    kw = {"n_samples": 32, "n_segments": 8}
+    plain = make_explainer("lime", model, **kw)
+    amp = make_explainer("lime", model, amp=True, **kw)
+    assert "amp" not in plain.describe() and amp.describe()["amp"] is True
+    a, b = plain.attribute(x, t).extras["weights"], amp.attribute(x, t).extras["weights"]
+    ok = np.isfinite(a)
+    assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.9  # bfloat16 forward, same ranking broadly
+
+
+def test_vit_builder_rejects_bad_patch() -> None:
+    with pytest.raises(ValueError, match="multiple"):
+        TinyViT(3, image_size=30, patch=8)
