@@ -3,6 +3,12 @@
 Every reader returns samples of one size (stacking needs it) with a region mask per sample, and
 lists everything it skipped or altered in ``dataset.problems``; nothing is dropped silently.
 
+Layout: this module holds ``read_dataset`` (format from ``READERS``, or ``detect_format`` when
+none is given) and the four ``read_*`` wrappers, which take ``ReadOptions`` (``options.py``) or
+the same names as keywords. Parsing is per format (``voc.py``, ``coco.py``, ``csvfmt.py``,
+``imagefolder.py``) into ``records.py``'s ``ImageRecord``s; ``build.py`` turns records into
+samples using ``geometry.py``; ``images.py`` decodes pixels. Old names are re-exported here.
+
 Conventions shared by all readers:
 
 * Coordinates are pixel edges, 0-based, end exclusive: a box ``(10, 20, 30, 40)`` covers columns
