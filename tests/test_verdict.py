@@ -45,3 +45,45 @@ def test_thresholds_round_trip_and_reject_unknown_names():
     assert Thresholds.from_dict(t.as_dict()) == t
     with pytest.raises(ValueError, match="unknown"):
         Thresholds.from_dict({"nope": [1, 2]})
+
+
+def test_swap_fail_line_is_a_binomial_test_against_the_error_driven_chance_rate():
+    from scipy.stats import binom
+
+    from leakaudit.verdict import SWAP_ALPHA, swap_chance, swap_lines
+
+    # 4 classes, 48 images × 3 pastes; 55 % kept their class → chance = 0.45 / 3 = 0.15
+    swap = {"n_pairs": 144, "follow_rate": 0.3, "kept_true_class_rate": 0.55}
+    assert swap_chance(0.55, 4) == pytest.approx(0.15)
+    warn, fail = swap_lines(swap, 4, (0.25, 0.5))
+    # the line is the smallest x / n that the one-sided test rejects at SWAP_ALPHA (n = 48)
+    x = round(fail * 48)
+    assert binom.sf(x - 1, 48, 0.15) <= SWAP_ALPHA < binom.sf(x - 2, 48, 0.15)
+    assert 0.25 <= fail < 0.5 and warn == 0.25
+    # a model that half-uses its tell (follows 40 %, as 4-px tells at prevalence 0.5 did) now
+    # fails; the fixed 0.5 only warned
+    conds = build_conditions(
+        {"swap": {**swap, "follow_rate": 0.4}}, {}, 0.02, Thresholds(), n_classes=4
+    )
+    assert conds[0].status == FAIL
+    assert (
+        build_conditions({"swap": {**swap, "follow_rate": 0.4}}, {}, 0.02, Thresholds())[0].status
+        == WARN
+    )  # without K: the configured pair, as before
+
+
+def test_swap_fail_line_stays_between_the_configured_warn_and_fail():
+    from leakaudit.verdict import swap_lines
+
+    # near-perfect model, many images: significance alone would fail a 5 % follow rate
+    tiny = {"n_pairs": 3000, "kept_true_class_rate": 0.99}
+    assert swap_lines(tiny, 4, (0.25, 0.5)) == (0.25, 0.25)
+    # two classes: every error is a follow, so the test can never reject; the cap decides
+    two = {"n_pairs": 100, "kept_true_class_rate": 0.6}
+    assert swap_lines(two, 2, (0.25, 0.5)) == (0.25, 0.5)
+    # noisy small audit: the binomial line would be above the cap
+    noisy = {"n_pairs": 12, "kept_true_class_rate": 0.3}
+    assert swap_lines(noisy, 4, (0.25, 0.5)) == (0.25, 0.5)
+    # config still rules the bounds
+    assert swap_lines(tiny, 4, (0.1, 0.3)) == (0.1, 0.1)
+    assert swap_lines({}, 4, (0.25, 0.5)) == (0.25, 0.5)
