@@ -273,6 +273,19 @@ def test_empty_and_text_files(tmp_path):
     assert read_checkpoint_meta(empty) == {} and read_checkpoint_meta(text) == {}
 
 
+def test_pickled_module_and_training_checkpoint_messages(tmp_path):
+    whole = tmp_path / "whole.pt"
+    torch.save(SmallCNN(3, width=4), whole)
+    with pytest.raises(ModelLoadError, match=r"holds a leakaudit\.models\.zoo\.SmallCNN") as err:
+        load_model(whole, arch="small_cnn")
+    assert "\x1b" not in _one_line(err) and "arbitrary code" in str(err.value)
+    trained = tmp_path / "trained.pt"
+    torch.save({"model": _tiny().state_dict(), "epoch": 3}, trained)
+    with pytest.raises(ModelLoadError, match="are the weights under 'model'") as err:
+        load_model(trained, arch=f"{__name__}:Tiny")
+    assert "'epoch'" in _one_line(err)
+
+
 def test_shape_mismatch_is_one_line_with_the_keys(tmp_path):
     p = tmp_path / "sd.pt"
     torch.save(_tiny(n_classes=5).state_dict(), p)

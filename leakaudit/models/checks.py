@@ -6,6 +6,7 @@ raises or returns a message that names the file and the problem; none prints a t
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,8 @@ EXPORT_HINT = (
 def one_line(e: BaseException, limit: int = 300) -> str:
     """The line of an exception that says what went wrong. TorchScript errors start with the
     interpreter's traceback and end with the error; Python and torch errors start with it."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(e))  # torch bolds some warnings (ANSI)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
         return type(e).__name__
     line = lines[-1] if "TorchScript" in lines[0] or "Traceback" in lines[0] else lines[0]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import pickle
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -179,10 +180,12 @@ def load_model(
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" (it holds a {found.group(1)})" if found else ""
         raise ModelLoadError(
-            f"{path} contains pickled Python objects (probably a whole nn.Module saved with "
-            f"torch.save(model)); leakaudit refuses to unpickle them because that can run "
-            f"arbitrary code. {EXPORT_HINT} (torch said: {one_line(e)})"
+            f"{path} contains pickled Python objects{what}, probably a whole nn.Module saved "
+            "with torch.save(model); leakaudit refuses to unpickle them because that can run "
+            f"arbitrary code. {EXPORT_HINT}"
         ) from e
     except Exception as e:
         raise ModelLoadError(f"cannot read model file {path}: {one_line(e)}") from e
@@ -217,9 +220,12 @@ def load_model(
     kwargs.update(arch_kwargs or {})
     odd = [repr(k) for k, v in state.items() if not (isinstance(k, str) and torch.is_tensor(v))]
     if odd:
+        nested = [repr(k) for k, v in state.items() if isinstance(v, Mapping)]
+        hint = f"; are the weights under {nested[0]}?" if nested else ""
         raise ModelLoadError(
             f"{path}: the state_dict holds entries that are not named tensors: "
-            f"{', '.join(odd[:3])}{' …' if len(odd) > 3 else ''} (save model.state_dict() alone)"
+            f"{', '.join(odd[:3])}{' …' if len(odd) > 3 else ''} (save model.state_dict() "
+            f"alone{hint})"
         )
     if state and all(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k[len("module.") :]: v for k, v in state.items()}
