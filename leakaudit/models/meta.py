@@ -11,6 +11,7 @@ accepts bundled names from metadata, see ``leakaudit.models.arch.is_bundled``).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,7 @@ def check_meta(
         "a non-empty list of class names (strings)",
     )
     if classes is not None and len(set(classes)) != len(classes):
-        dupes = sorted({c for c in classes if classes.count(c) > 1})
+        dupes = sorted(c for c, n in Counter(classes).items() if n > 1)
         raise ModelLoadError(f"{where}: metadata 'classes' repeats {_show(dupes)}")
     need(out.get("metrics") is None or isinstance(out["metrics"], dict), "metrics", "a dict")
     seed = out.get("seed")
