@@ -15,6 +15,9 @@ attribution maps look for it, none of which is told where a tell is or what colo
 (c) Colours — colours quantised to ``levels`` per channel (64 bins by default); the dominant
     colour under a candidate's attribution. Backgrounds vary, so only a planted thing gives the
     *same* colour bin in the same place across a class's images.
+(d) Colour first (``discovery_colour``) — for tells that move: the colours under each image's
+    top-attributed pixels, wherever they are; a class-specific, attended colour becomes a
+    suspect with its own box in every image (``SuspectedTell.boxes``).
 
 Every candidate box is refined to where its colour sits in at least half of the class's images,
 then scored (see ``SuspectedTell.score``) and candidates for different classes at the same place
@@ -30,7 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
-from scipy.linalg import eigh
+
+from leakaudit.discovery_colour import (
+    ColourCandidate,
+    colour_candidates,
+    merge_colour_candidates,
+)
+from leakaudit.discovery_spray import SprayResult, kmeans, spray  # noqa: F401 (kmeans re-exported)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 with exclusive ends
 
@@ -63,19 +72,18 @@ class SuspectedTell:
     colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     per_class: dict[int, dict[str, float]] = field(default_factory=dict)
     source: str = "hotspot"
+    # colour-first suspects: image index → that image's box of the suspect (empty: ``box`` in
+    # every image, as for place-first suspects)
+    boxes: dict[int, Box] = field(default_factory=dict)
 
     @property
     def strong(self) -> bool:
         return self.score >= STRONG_SCORE
 
-
-@dataclass
-class SprayResult:
-    """Cluster label per map, the Laplacian's smallest eigenvalues and the chosen k."""
-
-    labels: np.ndarray
-    eigenvalues: np.ndarray
-    n_clusters: int
+    @property
+    def moves(self) -> bool:
+        """Found colour-first: its place differs per image (see ``boxes``)."""
+        return bool(self.boxes)
 
 
 @dataclass
@@ -141,84 +149,38 @@ def suspected_tell_mask(suspect: SuspectedTell | Box, image_shape: Sequence[int]
     return mask
 
 
+def suspect_boxes(suspect: SuspectedTell, n: int) -> list[Box | None]:
+    """Per image (of ``n``), the suspect's box there, or None where it has none."""
+    if suspect.moves:
+        return [suspect.boxes.get(i) for i in range(n)]
+    return [suspect.box] * n
+
+
+def moving_suspect_samples(samples: Sequence, suspect: SuspectedTell) -> tuple[list, list, list]:
+    """The samples the removal and swap tests need for a colour-first (moving) suspect.
+
+    Returns (indices, removal samples, swap samples): removal covers each affected-class image's
+    own box (``tell`` = that box's mask); swap paints into each image's own box where it has one,
+    else into the boxes found elsewhere in turn (a moving tell has no home place, so any place
+    where it was seen will do). Images are the samples' own, unchanged."""
+    boxes = suspect_boxes(suspect, len(samples))
+    idx, removal = [], []
+    for i, (s, b) in enumerate(zip(samples, boxes, strict=True)):
+        if b is not None and s.label in suspect.classes:
+            idx.append(i)
+            removal.append(s.with_(tell=suspected_tell_mask(b, s.image.shape), tell_box=b))
+    seen = [b for b in boxes if b is not None]
+    swap = [
+        s.with_(tell_box=b if b is not None else seen[i % len(seen)])
+        for i, (s, b) in enumerate(zip(samples, boxes, strict=True))
+    ] if seen else []  # fmt: skip
+    return idx, removal, swap
+
+
 def quantise_colours(images: np.ndarray, levels: int = 4) -> np.ndarray:
     """(N, H, W, 3) in [0, 1] → (N, H, W) bin codes in 0..levels³−1."""
     q = np.clip((np.asarray(images) * levels).astype(np.int64), 0, levels - 1)
     return (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
-
-
-def kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 5, n_iter: int = 100) -> np.ndarray:
-    """Seeded Lloyd k-means with k-means++ starts; returns labels of the lowest-inertia run."""
-    rng = np.random.default_rng(seed)
-    n = len(x)
-    k = max(1, min(k, n))
-    best, best_inertia = np.zeros(n, dtype=np.int64), np.inf
-    for _ in range(n_init):
-        centres = [x[rng.integers(n)]]
-        for _ in range(1, k):
-            d2 = np.min(((x[:, None, :] - np.asarray(centres)[None]) ** 2).sum(-1), axis=1)
-            p = d2 / d2.sum() if d2.sum() > 0 else np.full(n, 1.0 / n)
-            centres.append(x[rng.choice(n, p=p)])
-        c = np.asarray(centres, dtype=np.float64)
-        labels = np.zeros(n, dtype=np.int64)
-        for it in range(n_iter):
-            labels_new = ((x[:, None, :] - c[None]) ** 2).sum(-1).argmin(1)
-            if it > 0 and np.array_equal(labels_new, labels):
-                break
-            labels = labels_new
-            for j in range(k):
-                if (labels == j).any():
-                    c[j] = x[labels == j].mean(0)
-        inertia = ((x - c[labels]) ** 2).sum()
-        if inertia < best_inertia - 1e-12:
-            best, best_inertia = labels.copy(), inertia
-    return best
-
-
-def _downsample(maps: np.ndarray, size: int) -> np.ndarray:
-    """Block-average (N, H, W) maps by integer factors to about size × size."""
-    n, h, w = maps.shape
-    fy, fx = max(1, h // size), max(1, w // size)
-    hh, ww = (h // fy) * fy, (w // fx) * fx
-    return maps[:, :hh, :ww].reshape(n, hh // fy, fy, ww // fx, fx).mean(axis=(2, 4))
-
-
-def spray(
-    maps: np.ndarray,
-    size: int = 16,
-    n_neighbors: int = 10,
-    max_clusters: int = 6,
-    seed: int = 0,
-) -> SprayResult:
-    """SpRAy clustering of attribution maps (Lapuschkin et al. 2019).
-
-    Maps are downsampled to ≈ size², made non-negative and scaled to unit sum (so clusters group
-    *where* the evidence is, not how much), linked to their ``n_neighbors`` nearest neighbours
-    (symmetrised, binary weights), and embedded with the smallest eigenvectors of the normalised
-    Laplacian L = I − D^-½ W D^-½. k is where the gap between consecutive eigenvalues is largest
-    (k ≥ 2 up to ``max_clusters``); rows of the embedding are unit-normalised before k-means."""
-    n = len(maps)
-    if n < 4:
-        return SprayResult(np.zeros(n, dtype=np.int64), np.zeros(0), 1)
-    x = _downsample(np.clip(np.nan_to_num(np.asarray(maps, np.float64)), 0, None), size)
-    x = x.reshape(n, -1)
-    x = x / np.where(x.sum(1, keepdims=True) > 0, x.sum(1, keepdims=True), 1.0)
-    d2 = ((x[:, None, :] - x[None]) ** 2).sum(-1)
-    kn = max(1, min(n_neighbors, n - 1))
-    order = np.argsort(d2 + np.diag(np.full(n, np.inf)), axis=1, kind="stable")[:, :kn]
-    w = np.zeros((n, n))
-    w[np.repeat(np.arange(n), kn), order.ravel()] = 1.0
-    w = np.maximum(w, w.T)
-    deg = w.sum(1)
-    inv = 1.0 / np.sqrt(np.where(deg > 0, deg, 1.0))
-    lap = np.eye(n) - inv[:, None] * w * inv[None, :]
-    m = min(n, max_clusters + 1)
-    vals, vecs = eigh(lap, subset_by_index=[0, m - 1])
-    gaps = np.diff(vals)
-    k = int(np.argmax(gaps[1:]) + 2) if len(gaps) > 1 else 1
-    emb = vecs[:, :k]
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    return SprayResult(kmeans(emb, k, seed), vals, k)
 
 
 def _peak_boxes(heat: np.ndarray, max_boxes: int, rel: float = 0.5) -> list[Box]:
@@ -353,6 +315,7 @@ def discover_tells(
     max_suspects: int = 10,
     n_examples: int = 6,
     use_spray: bool = True,
+    colour_first: bool = True,
 ) -> DiscoveryResult:
     """Rank suspected tells from maps (N,H,W), images (N,H,W,3) in [0,1] and labels (N,).
 
@@ -361,7 +324,9 @@ def discover_tells(
     (dilated by ``dilate`` px so object edges do not count as outside); without them everything
     counts as outside. ``enrichment``: a box is "attended" in an image when its share of the
     positive attribution is at least this multiple of its area share. ``min_colour_share``: a box
-    "shows" a colour when at least this share of its pixels fall in that colour bin."""
+    "shows" a colour when at least this share of its pixels fall in that colour bin.
+    ``colour_first``: also look for tells that move (``discovery_colour``); a colour suspect
+    that sits where a place-first suspect already is, is left out (the same tell)."""
     maps = np.asarray(maps, dtype=np.float64)
     images = np.asarray(images, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64)
@@ -434,7 +399,54 @@ def discover_tells(
                 candidates.append(cand)
 
     suspects = _merge(candidates)
+    if colour_first:
+        cands = colour_candidates(
+            attr, images, codes, excl, labels, members_of, valid, wilson_lower,
+            n_examples=n_examples,
+        )  # fmt: skip
+        for group in merge_colour_candidates(cands):
+            sus = _colour_suspect(group)
+            if not any(_same_tell(sus, p) for p in suspects if not p.moves):
+                suspects.append(sus)
+        suspects.sort(key=lambda s: (-s.score, -s.share, -box_area(s.box), s.box))
     return DiscoveryResult(suspects[:max_suspects], hotspots, contrast, sprays, int(valid.sum()))
+
+
+def _colour_suspect(group: list[ColourCandidate]) -> SuspectedTell:
+    lead = group[0]
+    n_appear = sum(m.n_appear for m in group)
+    n_class = sum(m.n_class for m in group)
+    boxes = {i: b for m in group for i, b in sorted(m.boxes.items())}
+    first = lead.examples[0] if lead.examples else min(lead.boxes)
+    return SuspectedTell(
+        box=lead.boxes[first],
+        colour=lead.colour,
+        classes=sorted(m.cls for m in group),
+        share=n_appear / n_class if n_class else 0.0,
+        score=lead.score,
+        examples=[i for m in group for i in m.examples],
+        colours={m.cls: m.colour for m in group},
+        per_class={
+            m.cls: {
+                "share": m.n_appear / m.n_class,
+                "other_share": m.other_share,
+                "score": m.score,
+                "n": float(m.n_class),
+            }
+            for m in group
+        },
+        source="colour",
+        boxes=dict(sorted(boxes.items())),
+    )
+
+
+def _same_tell(moving: SuspectedTell, fixed: SuspectedTell) -> bool:
+    """A colour suspect whose boxes sit at a place suspect's box in ≥ 80 % of its images, for
+    classes that suspect already covers, adds nothing."""
+    if not set(moving.classes) <= set(fixed.classes) or not moving.boxes:
+        return False
+    at = [same_place(b, fixed.box) for b in moving.boxes.values()]
+    return float(np.mean(at)) >= 0.8
 
 
 def _merge(cands: list[_Candidate]) -> list[SuspectedTell]:

@@ -9,6 +9,7 @@ from leakaudit.data.synthetic import make_shapes
 from leakaudit.discovery import (
     STRONG_SCORE,
     SuspectedTell,
+    box_area,
     box_iou,
     discover_tells,
     kmeans,
@@ -184,3 +185,87 @@ def test_strong_suspects_rank_by_what_the_model_does():
         ]
     )
     assert [r.found.source for r in ranked] == ["whole tell", "inner part", "untested", "weak"]
+
+
+# ---------------------------------------------------------------- colour first: tells that move
+
+MOVING = TellSpec(size=6, position="random", colours=COLOURS)
+
+
+def _maps_on(ds, masks, seed: int) -> np.ndarray:
+    """Maps = noise + the object region, plus each image's own mask (where given)."""
+    rng = np.random.default_rng(seed)
+    maps = rng.random((len(ds), SIZE, SIZE)) * 0.2 + 0.5 * _regions(ds)
+    for i, m in enumerate(masks):
+        if m is not None:
+            maps[i] += 1.0 * m
+    return maps.astype(np.float32)
+
+
+def _coverage(sus, ds) -> float:
+    from leakaudit.discovery import suspect_boxes
+
+    boxes = suspect_boxes(sus, len(ds))
+    hits = [
+        b is not None and s.tell[suspected_tell_mask(b, s.image.shape)].sum() >= 0.5 * s.tell.sum()
+        for s, b in zip(ds, boxes, strict=True)
+        if s.tell is not None
+    ]
+    return float(np.mean(hits))
+
+
+def test_tell_at_a_random_place_is_found_colour_first_with_a_box_per_image():
+    ds = poison(make_shapes(200, seed=1, size=SIZE), MOVING, seed=1)
+    assert len({s.tell_box for s in ds}) > 100  # it really moves
+    maps = _maps_on(ds, [s.tell for s in ds], 0)
+    res = discover_tells(maps, ds.images(), ds.labels(), regions=_regions(ds), seed=0)
+    top = res.suspects[0]
+    assert top.strong and top.moves and top.source == "colour"
+    assert sorted(top.classes) == [0, 1, 2, 3]
+    for k in top.classes:  # each class its own colour, measured from the pixels
+        assert np.abs(np.subtract(top.colours[k], COLOURS[k])).max() < 0.15, (k, top.colours)
+    assert _coverage(top, ds) >= 0.9
+
+
+def test_moving_tell_in_data_but_ignored_by_model_is_not_strong():
+    ds = poison(make_shapes(200, seed=1, size=SIZE), MOVING, seed=1)
+    maps = _maps_on(ds, [None] * len(ds), 0)
+    res = discover_tells(maps, ds.images(), ds.labels(), regions=_regions(ds), seed=0)
+    assert not res.strong, res.suspects[:2]
+
+
+def test_one_colour_for_every_class_is_not_a_tell():
+    # attended everywhere, but the same colour in all classes: it predicts nothing
+    same = TellSpec(size=6, position="random", colours={k: (1.0, 0.0, 1.0) for k in range(4)})
+    ds = poison(make_shapes(200, seed=1, size=SIZE), same, seed=1)
+    maps = _maps_on(ds, [s.tell for s in ds], 0)
+    res = discover_tells(maps, ds.images(), ds.labels(), regions=_regions(ds), seed=0)
+    assert not [s for s in res.strong if s.moves], res.strong[:2]
+
+
+def test_moving_suspect_samples_give_removal_and_swap_a_box_per_image():
+    from leakaudit.discovery import moving_suspect_samples
+
+    ds = make_shapes(6, seed=0, size=SIZE)
+    boxes = {0: (1, 1, 5, 5), 2: (10, 12, 16, 18), 3: (0, 0, 3, 3)}
+    sus = SuspectedTell(
+        (1, 1, 5, 5), (1.0, 0.0, 0.0), [int(ds[0].label)], 1.0, 0.9, [0], boxes=boxes
+    )
+    idx, removal, swap = moving_suspect_samples(ds.samples, sus)
+    assert idx == [i for i in boxes if ds[i].label == ds[0].label]
+    for i, s in zip(idx, removal, strict=True):
+        assert s.tell_box == boxes[i] and s.tell.sum() == box_area(boxes[i])
+        assert np.array_equal(s.image, ds[i].image)
+    # own box where there is one, else the boxes seen elsewhere in turn (image i: seen[i % 3])
+    seen = list(boxes.values())
+    assert [s.tell_box for s in swap] == [seen[0], seen[1], seen[1], seen[2], seen[1], seen[2]]
+
+
+def test_colour_first_is_off_for_fixed_tells_it_would_duplicate():
+    # a fixed-place tell: the place-first suspect stands, no colour twin of it is added
+    ds = poison(make_shapes(200, seed=1, size=SIZE), SPEC, seed=1)
+    res = discover_tells(
+        _synthetic_maps(ds, True, 0), ds.images(), ds.labels(), regions=_regions(ds), seed=0
+    )
+    assert not res.suspects[0].moves
+    assert not [s for s in res.strong if s.moves]
