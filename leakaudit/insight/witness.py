@@ -1,0 +1,129 @@
+"""A measured witness: does a class's visualisation paint a suspected tell?
+
+From each class's activation-maximisation picture (started from mid-grey noise and pulled back
+to grey, so everything that is not grey was put there by the model's gradient) two numbers per
+suspected tell (a box and a colour):
+
+* ``energy_share`` — share of the picture's energy (squared distance from mid-grey, summed over
+  channels) inside the box; ``energy_ratio`` divides it by the box's share of the image, so 1 is
+  chance. ``near_*`` does the same for the box grown by its own side on every side, because the
+  ascent only knows the model's receptive fields and coarse layout, not the exact pixels.
+* ``colour_distance`` — Euclidean RGB distance, scaled to [0, 1] by √3, between the suspect's
+  colour and the picture's dominant colour near the box (energy-weighted mean colour of the top
+  quarter of pixels by energy there).
+
+Informational: it becomes a verdict condition only if calibration shows it separates clean from
+poisoned models. No annotation is used; it needs the suspect's box and colour, which discovery
+or a known tell provides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from leakaudit.errors import ConfigError
+from leakaudit.insight.activation_max import AscentParams, class_visualisations
+from leakaudit.insight.common import input_shape, to_rgb
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1, exclusive ends
+Colour = tuple[float, float, float]
+WITNESS_STEPS = 500
+
+
+def energy_map(image: np.ndarray) -> np.ndarray:
+    """Squared distance of each pixel from mid-grey, summed over channels (HW)."""
+    return ((to_rgb(np.asarray(image, dtype=np.float64)) - 0.5) ** 2).sum(axis=-1)
+
+
+def _clip(box: Sequence[float], h: int, w: int) -> Box:
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        raise ConfigError(f"suspect box {tuple(box)} lies outside the {w}×{h} image")
+    return (x0, y0, x1, y1)
+
+
+def grow(box: Box, h: int, w: int) -> Box:
+    """The box grown by its own width/height on every side, clipped to the image."""
+    x0, y0, x1, y1 = box
+    bw, bh = x1 - x0, y1 - y0
+    return _clip((x0 - bw, y0 - bh, x1 + bw, y1 + bh), h, w)
+
+
+def dominant_colour(image: np.ndarray, box: Box) -> Colour:
+    """Energy-weighted mean RGB of the top quarter of the box's pixels by energy."""
+    x0, y0, x1, y1 = box
+    rgb = to_rgb(np.asarray(image, dtype=np.float64))[y0:y1, x0:x1].reshape(-1, 3)
+    e = energy_map(image)[y0:y1, x0:x1].ravel()
+    k = max(1, len(e) // 4)
+    top = np.argsort(-e, kind="stable")[:k]
+    wts = e[top]
+    c = (rgb[top] * wts[:, None]).sum(0) / wts.sum() if wts.sum() > 0 else rgb[top].mean(0)
+    return (float(c[0]), float(c[1]), float(c[2]))
+
+
+def colour_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    """RGB distance scaled to [0, 1]: 0 the same colour, 1 black vs white."""
+    return float(np.linalg.norm(np.subtract(a, b, dtype=np.float64)) / np.sqrt(3))
+
+
+def measure(image: np.ndarray, box: Sequence[float], colour: Sequence[float]) -> dict[str, Any]:
+    """The witness numbers for one picture (HWC in [0, 1]) and one suspect."""
+    h, w = image.shape[:2]
+    b = _clip(box, h, w)
+    near = grow(b, h, w)
+    e = energy_map(image)
+    total = float(e.sum())
+
+    def share(bx: Box) -> tuple[float, float]:
+        x0, y0, x1, y1 = bx
+        area = (x1 - x0) * (y1 - y0) / (h * w)
+        s = float(e[y0:y1, x0:x1].sum()) / total if total > 0 else float("nan")
+        return s, area
+
+    s, a = share(b)
+    ns, na = share(near)
+    dom = dominant_colour(image, near)
+    return {
+        "box": list(b),
+        "colour": [float(v) for v in colour],
+        "energy_share": s,
+        "area_fraction": a,
+        "energy_ratio": s / a,
+        "near_box": list(near),
+        "near_energy_share": ns,
+        "near_energy_ratio": ns / na,
+        "dominant_colour": list(dom),
+        "colour_distance": colour_distance(dom, colour),
+    }
+
+
+def class_witness(
+    model: nn.Module,
+    class_names: Sequence[str],
+    suspects: Sequence[tuple[Sequence[float], Sequence[float]]],
+    size: int,
+    seed: int,
+    steps: int = WITNESS_STEPS,
+    params: AscentParams | None = None,
+) -> list[dict[str, Any]]:
+    """Visualise every class logit (seeded) and measure each suspect ``(box, colour)`` in it.
+
+    Returns one dict per class: ``{"class", "steps", "activation", "suspects": [measure(...)]}``
+    with the suspects in the order given. ``model`` takes [0, 1] RGB (wrap it with its
+    preprocessing first)."""
+    shape = input_shape(model, size)
+    vis = class_visualisations(model, len(class_names), shape, (steps,), seed, params)
+    return [
+        {
+            "class": str(name),
+            "steps": int(steps),
+            "activation": v.activation[-1],
+            "suspects": [measure(v.images[-1], box, colour) for box, colour in suspects],
+        }
+        for name, v in zip(class_names, vis, strict=True)
+    ]

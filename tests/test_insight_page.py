@@ -1,0 +1,106 @@
+"""The insight witness (known answers), the HTML page (escaped, self-contained) and the CLI."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from leakaudit.cli import run
+from leakaudit.insight.page import PageOptions, build_page, render_page
+from leakaudit.insight.witness import class_witness, colour_distance, measure
+from leakaudit.models.load import save_checkpoint
+from leakaudit.models.zoo import build
+
+RED, BLUE = (1.0, 0.0, 0.0), (0.0, 0.2, 1.0)
+
+
+def test_measure_known_answer():
+    img = np.full((16, 16, 3), 0.5)
+    img[2:6, 2:6] = RED
+    w = measure(img, (2, 2, 6, 6), RED)
+    assert w["energy_share"] == pytest.approx(1.0)
+    assert w["energy_ratio"] == pytest.approx(16.0)  # all energy in 1/16 of the image
+    assert w["colour_distance"] == pytest.approx(0.0)
+    far = measure(img, (10, 10, 14, 14), BLUE)
+    assert far["energy_share"] == pytest.approx(0.0)
+    assert colour_distance(RED, (0, 1, 1)) == pytest.approx(1.0)
+
+
+def tell_reader(side: int = 16, box=(0, 0, 4, 4)) -> nn.Module:
+    """Linear model whose class k score is the box's agreement with class k's colour."""
+    colours = [RED, BLUE, (0.0, 0.8, 0.0)]
+    w = torch.zeros(len(colours), 3, side, side)
+    x0, y0, x1, y1 = box
+    for k, c in enumerate(colours):
+        w[k, :, y0:y1, x0:x1] = (2 * torch.tensor(c) - 1).view(3, 1, 1)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(3 * side * side, len(colours)))
+    with torch.no_grad():
+        m[1].weight.copy_(w.view(len(colours), -1))
+        m[1].bias.zero_()
+    return m.eval()
+
+
+def test_class_witness_finds_the_tell_a_model_reads():
+    m = tell_reader()
+    suspects = [((0, 0, 4, 4), RED), ((0, 0, 4, 4), BLUE)]
+    wit = class_witness(m, ["r", "b", "g"], suspects, size=16, seed=0, steps=60)
+    assert [w["class"] for w in wit] == ["r", "b", "g"]
+    red, blue = wit[0]["suspects"][0], wit[1]["suspects"][1]
+    for own in (red, blue):
+        assert own["near_energy_ratio"] > 3  # chance is 1
+        assert own["colour_distance"] < 0.25
+    assert wit[0]["suspects"][1]["colour_distance"] > 0.5  # the red picture is not blue
+    assert class_witness(m, ["r", "b", "g"], suspects, 16, 0, 60) == wit  # seeded
+
+
+HOSTILE = ['<script>alert("x")</script>', "a&b", "'quote\""]
+
+
+def test_page_is_escaped_and_self_contained():
+    torch.manual_seed(0)
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    images = np.random.default_rng(0).random((3, 16, 16, 3)).astype(np.float32)
+    opts = PageOptions(steps=(3, 6), suspects=[((0, 0, 4, 4), RED)])
+    ctx = build_page(model, HOSTILE, images, np.array([0, 1, 2]), 16, opts, source="<m>.pt")
+    html = render_page(ctx)
+    assert "<script" not in html and "&lt;script&gt;" in html and "&lt;m&gt;.pt" in html
+    assert "a&amp;b" in html
+    srcs = re.findall(r'src="([^"]*)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<link" not in html and not re.search(r'(href|src)="(https?:)?//', html)
+    for view in ("Classification viewer", "First-layer filters", "Feature maps", "DeepDream",
+                 "Channel visualisations", "Pixel influence", "Class visualisations"):  # fmt: skip
+        assert view in html
+    d = ctx["distances"]
+    assert d["first-layer filters"] > 0.5 and d["class visualisations"] > 0.1
+
+
+def test_cli_writes_only_the_page_and_fails_cleanly(tmp_path, capsys):
+    model = build("small_cnn", 2, seed=0, width=4)
+    ckpt = tmp_path / "m" / "model.pt"
+    save_checkpoint(model, "small_cnn", {"width": 4}, ["cat", "dog"], {"input_size": 16}, {}, ckpt)
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (data / cls).mkdir(parents=True)
+        for i in range(2):
+            arr = (rng.random((16, 16, 3)) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(data / cls / f"{i}.png")
+    out = tmp_path / "out"
+    args = ["insight", "--model", str(ckpt), "--data", str(data), "--steps", "2,4",
+            "--n-images", "2", "--suspect", "0,0,4,4=#ff0000", "--out", str(out)]  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        run(args)
+    assert e.value.code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["insight.html"]
+    assert "energy share" in (out / "insight.html").read_text()
+    with pytest.raises(SystemExit) as e:
+        run(["insight", "--model", str(ckpt), "--classes", "a,b,c", "--out", str(out)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "model.pt" in err and "\n" not in err
