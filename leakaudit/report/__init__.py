@@ -1,5 +1,25 @@
-"""Rendering: AuditResult → self-contained HTML, summary.json. No maths here."""
+"""Rendering: AuditResult → saved results → HTML, summary.md, JUnit XML, summary.json. No maths.
 
-from leakaudit.report.render import render_html, to_summary, write_report
+Every output is rendered from the saved results (``summary.json`` + ``results.npz``), so
+``leakaudit report RESULT_DIR`` re-renders them byte for byte without the model or the data.
+"""
 
-__all__ = ["render_html", "to_summary", "write_report"]
+from leakaudit.report.render import (
+    FORMATS,
+    load_saved,
+    render_html,
+    render_html_from,
+    render_outputs,
+    to_summary,
+    write_report,
+)
+
+__all__ = [
+    "FORMATS",
+    "load_saved",
+    "render_html",
+    "render_html_from",
+    "render_outputs",
+    "to_summary",
+    "write_report",
+]

@@ -1,11 +1,14 @@
-"""AuditResult → summary dict / JSON / HTML. Reads values, formats them, does no maths.
+"""AuditResult → summary dict / JSON / HTML / markdown / JUnit. Reads values, formats them.
 
 Outputs are deterministic for a given result: run-dependent timings go to ``run_info.json``,
-not into ``report.html`` or ``summary.json``, so the same command gives the same report.
+not into ``report.html``, ``summary.md`` or ``summary.json``, so the same command gives the same
+report. Every output is rendered from the *saved* results (summary.json + results.npz), read
+back from disk, so ``leakaudit report`` later reproduces them byte for byte.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from importlib import resources
@@ -13,13 +16,26 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import numpy as np
+from markupsafe import Markup
 
 from leakaudit import __version__
 from leakaudit.audit import AuditResult, per_class_table
 from leakaudit.jsonable import jsonable
-from leakaudit.report import pictures
+from leakaudit.report import pictures, plots
+from leakaudit.report.bundle import BUNDLE_NAME, ReportData, load_bundle, save_bundle
+from leakaudit.report.numbers import KEY_SCORES, fmt, fmt_ci, key_numbers, method_order, model_order
 
 TEMPLATE = "report.html.j2"
+MAX_PROBLEM_ROWS = 200  # data-problem rows in the HTML; all of them are in summary.json
+MAX_PLOT_CLASSES = 20
+SUMMARY_NAME, HTML_NAME, MD_NAME, JUNIT_NAME = (
+    "summary.json",
+    "report.html",
+    "summary.md",
+    "junit.xml",
+)
+FORMATS = ("html", "md", "junit")
 
 
 def _named(result: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
@@ -121,82 +137,315 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
     )
 
 
+def summary_text(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------- HTML view
+
+
 def _environment() -> jinja2.Environment:
     loader = jinja2.FunctionLoader(
         lambda name: resources.files("leakaudit.reports_templates").joinpath(name).read_text()
     )
     env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
-    env.filters["num"] = _fmt
+    env.filters["num"] = fmt
+    env.filters["ci"] = fmt_ci
     env.filters["pct"] = lambda v: "–" if v is None or not math.isfinite(v) else f"{100 * v:.1f} %"
     return env
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _gallery(result: AuditResult) -> list[dict[str, Any]]:
+def _metrics_rows(s: dict[str, Any], models: list[str], methods: list[str]) -> list[dict]:
+    """One row per (method, class) with each model's scores side by side, then an 'all' row."""
     rows = []
-    for g, i in enumerate(result.gallery):
-        s = result.eval_data[i]
-        cells = [{"caption": "image", "uri": pictures.data_uri(
-            pictures.panel(s.image, None, s.region, s.tell))}]  # fmt: skip
-        preds = {}
-        for name, audit in result.models.items():
-            row = audit.per_sample[audit.per_sample["id"] == s.id]
-            preds[name] = result.class_names[int(row["pred"].iloc[0])] if len(row) else "?"
-            for method, maps in audit.gallery_maps.items():
-                cells.append({
-                    "caption": f"{name} · {method}",
-                    "uri": pictures.data_uri(pictures.panel(s.image, maps[g], s.region, s.tell)),
-                })  # fmt: skip
-        rows.append({"id": s.id, "label": result.class_names[s.label], "preds": preds,
-                     "cells": cells})  # fmt: skip
+    for method in methods:
+        for cls in [*s["class_names"], "all"]:
+            row: dict[str, Any] = {"method": method, "class": cls, "n": None, "models": {}}
+            for name in models:
+                m = s["models"][name]["methods"].get(method)
+                if m is None:
+                    continue
+                v = m if cls == "all" else m["per_class"].get(cls)
+                if v is None:
+                    continue
+                row["n"] = v["n"]
+                row["models"][name] = {
+                    "outside_mass": v["outside_mass"],
+                    "tell_mass": v["tell_mass"],
+                    "tell_hit": v["tell_top_rate"],
+                }
+            if row["n"] is not None:
+                rows.append(row)
     return rows
 
 
-def _metrics_rows(result: AuditResult) -> list[dict[str, Any]]:
-    """One row per (method, class) with each model's scores side by side."""
-    tables = {
-        n: per_class_table(a.per_sample, result.class_names) for n, a in result.models.items()
+def _thumb(data: ReportData, t: int) -> np.ndarray:
+    return data.thumbs[t].astype(np.float32) / 255
+
+
+def _plain_uri(data: ReportData, t: int) -> str:
+    pic = _thumb(data, t)
+    pic = pictures.outline(pic, data.thumb_regions[t], pictures.REGION_COLOUR, 1)
+    return pictures.data_uri(pictures.outline(pic, data.thumb_tells[t], pictures.TELL_COLOUR, 1))
+
+
+def _heat_uri(data: ReportData, model: str, method: str, t: int) -> str | None:
+    maps = data.panel_maps.get(model, {}).get(method)
+    if maps is None or t >= len(maps) or not np.isfinite(maps[t].astype(np.float32)).any():
+        return None
+    pic = pictures.panel(
+        _thumb(data, t),
+        maps[t].astype(np.float32),
+        data.thumb_regions[t],
+        data.thumb_tells[t],
+        factor=1,
+    )
+    return pictures.data_uri(pic)
+
+
+def _prediction(s, data: ReportData, model: str, index: int) -> dict[str, Any]:
+    pred, label = int(data.images[model]["pred"][index]), int(data.labels[index])
+    conf = float(data.images[model]["confidence"][index])
+    return {
+        "model": model,
+        "pred": s["class_names"][pred] if pred >= 0 else "?",
+        "right": pred == label,
+        "confidence": conf if math.isfinite(conf) else None,
     }
-    first = next(iter(tables.values()))
+
+
+GALLERY_TITLES = {
+    "worst": "Worst offenders · {model} model",
+    "misclassified": "Misclassified · {model} model",
+    "typical": "A typical image per class",
+}
+
+
+def _galleries(s: dict[str, Any], data: ReportData) -> list[dict[str, Any]]:
+    """Panels of the saved gallery choices: picture layers, prediction, confidence."""
+    out = []
+    uris: dict[int, str] = {}
+    for g in data.meta.get("galleries", []):
+        models = [g["model"]] if g["model"] else model_order(s, data)
+        panels = []
+        for item in g["items"]:
+            i, t = item["index"], data.thumb_of(item["index"])
+            if t is None:
+                continue
+            if i not in uris:
+                uris[i] = _plain_uri(data, t)
+            layers = [
+                {
+                    "caption": f"{m} · {method}" if len(models) > 1 else method,
+                    "heat": _heat_uri(data, m, method, t),
+                }
+                for m in models
+                for method in method_order(s, data, m)
+            ]
+            preds = [_prediction(s, data, m, i) for m in models]
+            panels.append(
+                {
+                    "id": str(data.ids[i]),
+                    "label": s["class_names"][int(data.labels[i])],
+                    "plain": uris[i],
+                    "layers": layers,
+                    "preds": preds,
+                    "right": all(p["right"] for p in preds),
+                    "value": item["value"],
+                }
+            )
+        out.append(
+            {
+                "kind": g["kind"],
+                "title": GALLERY_TITLES[g["kind"]].format(model=g["model"]),
+                "score": g["score"],
+                "panels": panels,
+                "model": g["model"],
+            }
+        )
+    return out
+
+
+def _distribution_plots(s: dict[str, Any], data: ReportData) -> list[Markup]:
+    """Per method: per-class boxes of outside-object share, models side by side."""
+    models = model_order(s, data)
+    classes = s["class_names"][:MAX_PLOT_CLASSES]
+    out = []
+    for method in data.methods:
+        series = {}
+        for m in models:
+            rows = data.method_rows(m, method)
+            if rows and np.isfinite(rows["outside_mass"]).any():
+                series[m] = [rows["outside_mass"][rows["label"] == k] for k in range(len(classes))]
+        if series:
+            out.append(
+                plots.class_distribution_svg(
+                    classes,
+                    series,
+                    f"{method}: share of attribution outside the object, per class",
+                    chance=s.get("outside_area_fraction"),
+                )
+            )
+    return out
+
+
+def _hotspots(s: dict[str, Any], data: ReportData) -> list[dict[str, Any]]:
+    """Per model and method, the mean positive-normalised map of each class (saved maps)."""
     rows = []
-    for _, r in first.iterrows():
-        row = {"method": r["method"], "class": r["class"], "n": int(r["n"]), "models": {}}
-        for name, t in tables.items():
-            hit = t[(t["method"] == r["method"]) & (t["class"] == r["class"])]
-            row["models"][name] = hit.iloc[0].to_dict() if len(hit) else {}
-        rows.append(row)
+    for m in model_order(s, data):
+        for method in data.methods:
+            maps = data.maps.get(m, {}).get(method)
+            info = data.method_rows(m, method)
+            if maps is None or not info or len(maps) != len(info["label"]):
+                continue
+            maps = maps.astype(np.float32)
+            explained = np.isfinite(maps).all(axis=(1, 2)) if len(maps) else np.zeros(0, bool)
+            pos = np.clip(np.nan_to_num(maps), 0, None)
+            peak = pos.reshape(len(pos), -1).max(axis=1) if len(pos) else np.zeros(0)
+            norm = pos / np.where(peak > 0, peak, 1)[:, None, None]
+            cells = []
+            for k, cls in enumerate(s["class_names"][:MAX_PLOT_CLASSES]):
+                sel = (info["label"] == k) & explained
+                if not sel.any():
+                    cells.append({"class": cls, "uri": None})
+                    continue
+                mean = norm[sel].mean(axis=0)
+                top = mean.max()
+                cells.append(
+                    {
+                        "class": cls,
+                        "uri": pictures.data_uri(pictures.heat(mean / top if top > 0 else mean)),
+                    }
+                )
+            rows.append({"model": m, "method": method, "cells": cells})
     return rows
 
 
-def render_html(result: AuditResult) -> str:
-    summary = to_summary(result)
+def _sanity_plots(s: dict[str, Any], data: ReportData) -> list[Markup]:
+    out = []
+    for m in model_order(s, data):
+        sanity = s["models"][m]["sanity"]
+        methods = [x for x in method_order(s, data, m) if x in sanity] or list(sanity)
+        if not methods or not sanity[methods[0]]["layers"]:
+            continue
+        steps = [st["layer"] for st in sanity[methods[0]]["layers"]]
+        series = {x: [st["spearman"] for st in sanity[x]["layers"]] for x in methods}
+        out.append(
+            plots.curves_svg(
+                steps,
+                series,
+                f"{m} model: Spearman similarity to the original maps after randomising each block",
+                0.5,
+            )
+        )
+    return out
+
+
+def render_html_from(s: dict[str, Any], data: ReportData) -> str:
+    """report.html from the saved summary and results (what ``leakaudit report`` calls)."""
+    models = model_order(s, data)
+    first = models[0] if models else None
+    methods = method_order(s, data, first) if first else []
+    problems = s.get("data_problems") or []
     template = _environment().get_template(TEMPLATE)
     return template.render(
-        r=result,
-        s=summary,
-        model_names=list(result.models),
-        metrics_rows=_metrics_rows(result),
-        gallery=_gallery(result),
-        config_json=json.dumps(summary["config"], indent=2, sort_keys=True),
+        s=s,
+        model_names=models,
+        methods=methods,
+        params={m: s["models"][first]["methods"][m].get("params", {}) for m in methods},
+        key=key_numbers(s, data),
+        key_scores=KEY_SCORES,
+        metrics_rows=_metrics_rows(s, models, methods),
+        galleries=_galleries(s, data),
+        distributions=_distribution_plots(s, data),
+        hotspots=_hotspots(s, data),
+        sanity_plots=_sanity_plots(s, data),
+        problems=problems[:MAX_PROBLEM_ROWS],
+        n_problems=len(problems),
+        notes=data.meta.get("notes", []),
+        repro=data.meta.get("reproducibility") or {},
+        config_json=json.dumps(s.get("config"), indent=2, sort_keys=True),
+        saved=bool(data.meta),
     )
 
 
+# ---------------------------------------------------------------- files
+
+
+def load_saved(result_dir: str | Path) -> tuple[dict[str, Any], ReportData]:
+    """summary.json and results.npz of a result folder (a ``ReportError`` when unreadable)."""
+    from leakaudit.report.bundle import ReportError
+
+    d = Path(result_dir)
+    path = d / SUMMARY_NAME
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ReportError(f"{path}: not found (is {d} a leakaudit result folder?)") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReportError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(s, dict) or not isinstance(s.get("models"), dict):
+        raise ReportError(f"{path}: not a leakaudit summary (no 'models')")
+    return s, load_bundle(d / BUNDLE_NAME)
+
+
+def render_outputs(
+    result_dir: str | Path,
+    out_dir: str | Path | None = None,
+    formats: tuple[str, ...] | list[str] = ("html", "md"),
+    junit_path: str | Path | None = None,
+) -> dict[str, Path]:
+    """Render the chosen formats from a result folder's saved files into ``out_dir``."""
+    from leakaudit.report.junit import render_junit
+    from leakaudit.report.markdown import render_markdown
+
+    s, data = load_saved(result_dir)
+    out = Path(out_dir or result_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if "html" in formats:
+        written["html"] = out / HTML_NAME
+        written["html"].write_text(render_html_from(s, data), encoding="utf-8")
+    if "md" in formats:
+        written["md"] = out / MD_NAME
+        written["md"].write_text(render_markdown(s, data), encoding="utf-8")
+    if "junit" in formats or junit_path is not None:
+        written["junit"] = Path(junit_path) if junit_path is not None else out / JUNIT_NAME
+        written["junit"].parent.mkdir(parents=True, exist_ok=True)
+        written["junit"].write_text(render_junit(s, data), encoding="utf-8")
+    return written
+
+
+def render_html(result: AuditResult, command: str | None = None) -> str:
+    """report.html text for an in-memory result, through the same save → load path."""
+    from leakaudit.report.collect import collect
+
+    summary = to_summary(result)
+    s = json.loads(summary_text(summary))
+    buf = io.BytesIO()
+    save_bundle(collect(result, summary, command), buf)
+    buf.seek(0)
+    return render_html_from(s, load_bundle(buf))
+
+
 def write_report(
-    result: AuditResult, out_dir: str | Path, run_info: dict[str, Any] | None = None
+    result: AuditResult,
+    out_dir: str | Path,
+    run_info: dict[str, Any] | None = None,
+    command: str | None = None,
+    junit_path: str | Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write report.html, summary.json and run_info.json (timings) into ``out_dir``."""
+    """Write summary.json and results.npz, then report.html and summary.md (and JUnit XML when
+    ``junit_path`` is given) rendered from them; timings go to run_info.json."""
+    from leakaudit.report.collect import collect
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    html_path, json_path = out / "report.html", out / "summary.json"
-    html_path.write_text(render_html(result), encoding="utf-8")
-    json_path.write_text(json.dumps(to_summary(result), indent=2, sort_keys=True) + "\n")
+    summary = to_summary(result)
+    json_path = out / SUMMARY_NAME
+    json_path.write_text(summary_text(summary))
+    save_bundle(collect(result, summary, command), out / BUNDLE_NAME)
+    written = render_outputs(out, out, ("html", "md"), junit_path=junit_path)
     info = {"timings_s": {k: round(v, 2) for k, v in result.timings.items()}, **(run_info or {})}
     (out / "run_info.json").write_text(json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n")
-    return html_path, json_path
+    return written["html"], json_path

@@ -1,0 +1,203 @@
+"""The saved results a report is rendered from: ``summary.json`` plus ``results.npz``.
+
+``write_report`` saves both and then renders from what it saved, read back from disk, exactly as
+``leakaudit report RESULT_DIR`` does later: one code path, so a re-render is byte-identical to
+the original report without the model or the data. ``results.npz`` holds plain arrays only (no
+pickles): per-sample scores, the compact attribution maps, small thumbnails of the images the
+galleries show with their masks and maps, and a JSON string with what the summary lacks (model
+order, notes, command line, reproducibility facts, gallery choices).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from leakaudit.errors import LeakauditError
+from leakaudit.jsonable import jsonable
+
+BUNDLE_NAME = "results.npz"
+FORMAT_VERSION = 1
+THUMB_SIDE = 64  # gallery thumbnails are at most 64×64: small PNGs, bounded report size
+SCORE_COLUMNS = ("outside_mass", "tell_mass", "tell_hit")
+
+
+class ReportError(LeakauditError):
+    """Saved results cannot be read back (missing, corrupt, or from an unknown format)."""
+
+
+@dataclass
+class ReportData:
+    """Everything a report needs beyond summary.json; arrays are in evaluation-data order.
+
+    Per image: ``ids``, ``labels``; per model ``images[model]`` (pred, -1 when unknown;
+    confidence, p_true, NaN when unknown); per model and method ``scores[model][method]`` and
+    ``maps[model][method]`` (NaN for images a budgeted method did not explain)."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    scores: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model→method→N×h×w
+    thumbs: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
+    thumb_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
+    thumb_tells: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
+    panel_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # at thumb size
+
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.meta.get("model_names", []))
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.meta.get("methods", []))
+
+    def thumb_of(self, index: int) -> int | None:
+        """Row of ``thumbs`` holding evaluation image ``index`` (None: not saved)."""
+        idx = self.meta.get("thumb_index", [])
+        return idx.index(index) if index in idx else None
+
+    def method_rows(self, model: str, method: str | None) -> dict[str, np.ndarray]:
+        """Per image (data order): label, the model's prediction and confidence, and the
+        method's scores; empty when nothing was saved for this model and method."""
+        scores = self.scores.get(model, {}).get(method)
+        if scores is None:
+            return {}
+        return {"label": self.labels, **self.images[model], **scores}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str | None:
+    """Hex digest of a file (None when it does not exist), for the reproducibility footer."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def thumbnail(image: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    """HWC float [0, 1] → uint8 of at most ``side`` pixels per side (box-filtered)."""
+    pic = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    h, w = pic.shape[:2]
+    if max(h, w) <= side:
+        return pic
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(pic).resize(size, Image.Resampling.BOX))
+
+
+def resize_mask(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    if mask is None:
+        return np.zeros(shape, bool)
+    if mask.shape == shape:
+        return mask.astype(bool)
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.NEAREST)) > 127
+
+
+def resize_map(attr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An attribution map resampled to ``shape`` (bilinear), as float16 like the compact maps."""
+    a = np.asarray(attr, dtype=np.float32)
+    if not np.isfinite(a).all():  # not explained (budgeted sample): no map, not a blank one
+        return np.full(shape, np.nan, np.float16)
+    if a.shape != shape:
+        a = np.asarray(Image.fromarray(a, mode="F").resize((shape[1], shape[0]), Image.BILINEAR))
+    return a.astype(np.float16)
+
+
+def _text(value: str) -> np.ndarray:
+    return np.array(value, dtype=str)
+
+
+IMAGE_COLUMNS = ("pred", "confidence", "p_true")
+
+
+def save_bundle(data: ReportData, path: str | Path | BinaryIO) -> None:
+    """Write ``data`` as a compressed npz of plain arrays (no pickles)."""
+    arrays: dict[str, np.ndarray] = {
+        "format_version": np.array(FORMAT_VERSION),
+        "meta": _text(json.dumps(jsonable(data.meta), sort_keys=True, allow_nan=False)),
+        "ids": data.ids,
+        "labels": data.labels,
+        "thumbs": data.thumbs,
+        "thumb_regions": data.thumb_regions,
+        "thumb_tells": data.thumb_tells,
+    }
+    for i, model in enumerate(data.model_names):
+        for col, v in data.images.get(model, {}).items():
+            arrays[f"m{i}_{col}"] = v
+        for j, method in enumerate(data.methods):
+            for col, v in data.scores.get(model, {}).get(method, {}).items():
+                arrays[f"m{i}_x{j}_{col}"] = v
+            if method in data.maps.get(model, {}):
+                arrays[f"m{i}_x{j}_maps"] = data.maps[model][method]
+            if method in data.panel_maps.get(model, {}):
+                arrays[f"m{i}_x{j}_panel"] = data.panel_maps[model][method]
+    _write_npz(Path(path) if isinstance(path, str) else path, arrays)
+
+
+def _write_npz(path: Path | BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz (zip of .npy files) that ``np.load`` reads, written with fast compression
+    (level 1: maps of 10 000 images would take minutes at numpy's default level) and fixed
+    entry dates, so the same results give the same file."""
+    with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
+        for key, value in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+
+def load_bundle(path: str | Path | BinaryIO) -> ReportData:
+    """Read what ``save_bundle`` wrote; a missing or unreadable file is a ``ReportError``."""
+    if isinstance(path, str):
+        path = Path(path)
+    if isinstance(path, Path) and not path.is_file():
+        raise ReportError(f"{path}: not found (results written by leakaudit audit/compare/demo)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ReportError(f"{path}: cannot read saved results ({e})") from e
+    version = int(arrays.get("format_version", np.array(-1)))
+    if version != FORMAT_VERSION:
+        raise ReportError(
+            f"{path}: results format {version}, this leakaudit reads {FORMAT_VERSION}"
+        )
+    try:
+        data = ReportData(
+            meta=json.loads(str(arrays["meta"])),
+            ids=arrays["ids"],
+            labels=arrays["labels"],
+            thumbs=arrays["thumbs"],
+            thumb_regions=arrays["thumb_regions"],
+            thumb_tells=arrays["thumb_tells"],
+        )
+        for i, model in enumerate(data.model_names):
+            data.images[model] = {c: arrays[f"m{i}_{c}"] for c in IMAGE_COLUMNS}
+            data.scores[model], data.maps[model], data.panel_maps[model] = {}, {}, {}
+            for j, method in enumerate(data.methods):
+                cols = {
+                    c: arrays[f"m{i}_x{j}_{c}"] for c in SCORE_COLUMNS if f"m{i}_x{j}_{c}" in arrays
+                }
+                if cols:
+                    data.scores[model][method] = cols
+                if f"m{i}_x{j}_maps" in arrays:
+                    data.maps[model][method] = arrays[f"m{i}_x{j}_maps"]
+                if f"m{i}_x{j}_panel" in arrays:
+                    data.panel_maps[model][method] = arrays[f"m{i}_x{j}_panel"]
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ReportError(f"{path}: saved results are incomplete ({e})") from e
+    return data
