@@ -32,6 +32,9 @@ bench: venv
 bccd: venv
 	bash examples/bccd_audit.sh
 
+digits: venv
+	$(BIN)/python examples/digits_insight.py --out out/digits
+
 power: venv
 	$(BIN)/leakaudit power --out out/power
 
