@@ -102,6 +102,19 @@ def measure(image: np.ndarray, box: Sequence[float], colour: Sequence[float]) ->
     }
 
 
+def measure_classes(
+    pictures: Sequence[np.ndarray],
+    class_names: Sequence[str],
+    suspects: Sequence[tuple[Sequence[float], Sequence[float]]],
+) -> list[dict[str, Any]]:
+    """``measure`` for every class picture (HWC, in class order) and every suspect, so a caller
+    that also shows the pictures (the audit report) runs the ascent only once."""
+    return [
+        {"class": str(name), "suspects": [measure(img, box, col) for box, col in suspects]}
+        for name, img in zip(class_names, pictures, strict=True)
+    ]
+
+
 def class_witness(
     model: nn.Module,
     class_names: Sequence[str],
@@ -118,12 +131,8 @@ def class_witness(
     preprocessing first)."""
     shape = input_shape(model, size)
     vis = class_visualisations(model, len(class_names), shape, (steps,), seed, params)
-    return [
-        {
-            "class": str(name),
-            "steps": int(steps),
-            "activation": v.activation[-1],
-            "suspects": [measure(v.images[-1], box, colour) for box, colour in suspects],
-        }
-        for name, v in zip(class_names, vis, strict=True)
-    ]
+    rows = measure_classes([v.images[-1] for v in vis], class_names, suspects)
+    for row, v in zip(rows, vis, strict=True):
+        row["steps"] = int(steps)
+        row["activation"] = v.activation[-1]
+    return rows
