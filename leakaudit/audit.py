@@ -24,11 +24,23 @@ from leakaudit.behaviour import removal_test, swap_test, tell_colours
 from leakaudit.budget import COSTLY, make_plan, stratified_sample
 from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
 from leakaudit.data.samples import Dataset
-from leakaudit.discovery import SuspectedTell, box_iou, discover_tells, suspected_tell_mask
+from leakaudit.discovery import (
+    SuspectedTell,
+    box_iou,
+    discover_tells,
+    moving_suspect_samples,
+    suspected_tell_mask,
+)
 from leakaudit.errors import ModelOutputError
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
-from leakaudit.models.train import FirstOutput, as_logits, predict_proba, to_tensor
+from leakaudit.models.train import (
+    FirstOutput,
+    as_logits,
+    non_finite_error,
+    probabilities,
+    to_tensor,
+)
 from leakaudit.runtime import model_device, resolve_device
 from leakaudit.sanity import SanityResult, randomisation_check
 from leakaudit.stats import bootstrap_ci
@@ -176,10 +188,13 @@ def _stack(samples: Sequence[Any]) -> np.ndarray:
 def predict_all(model: nn.Module, data: Dataset, batch_size: int = 256) -> np.ndarray:
     """(N, C) softmax probabilities, the images stacked one batch at a time: the audit's one
     prediction pass, reused by accuracy, behaviour, ablation and the suspect checks."""
-    out = [
-        predict_proba(model, _stack(data.samples[s : s + batch_size]), batch_size)
-        for s in range(0, len(data), batch_size)
-    ]
+    out, bad = [], 0
+    for s in range(0, len(data), batch_size):
+        probs, n_bad = probabilities(model, _stack(data.samples[s : s + batch_size]), batch_size)
+        out.append(probs)
+        bad += n_bad
+    if bad:
+        raise non_finite_error(bad, len(data))
     return np.concatenate(out) if out else np.zeros((0, len(data.class_names)), np.float32)
 
 
@@ -316,14 +331,16 @@ def audit_model(
     tells = [s.tell for s in data if s.tell is not None and s.tell.any()]
     tell_area = float(np.mean([t.mean() for t in tells])) if tells else float("nan")
     untrusted = {m for m, r in sanity.items() if not r.passed}
+    n_classes = len(data.class_names)  # the swap fail line: a binomial test over K classes
+    means = summarise(per_sample)
     conditions = build_conditions(
-        behaviour, summarise(per_sample), tell_area, thresholds, untrusted=untrusted
+        behaviour, means, tell_area, thresholds, untrusted=untrusted, n_classes=n_classes
     )
     for method, reason in set_aside.items():  # shown as N/A, never silently missing
         na = Condition(f"{method}: set aside ({reason})", "tell_top_rate", "attribution",
                        float("nan"), *thresholds.tell_top_rate)  # fmt: skip
         conditions.append(na)
-    conditions += suspect_conditions(suspects, thresholds)
+    conditions += suspect_conditions(suspects, thresholds, n_classes=n_classes)
     if ablation:
         conditions.append(
             Condition("object removed", "ablation_retained", "behaviour",
@@ -420,6 +437,14 @@ def check_suspects(
     found = discover_tells(maps, images, data.labels(), preds, regions, seed=seed)
     out = []
     for sus in found.suspects[:top]:
+        if sus.moves:  # colour-first: a box per image (discovery.moving_suspect_samples)
+            hit, affected, swapped = moving_suspect_samples(data.samples, sus)
+            removal = removal_test(model, affected, predictions=preds[hit])
+            swap = swap_test(model, swapped, dict(sus.colours)) if sus.colours else {}
+            pairs = [(sus.boxes[i], data[i].tell_box) for i in hit if data[i].tell_box]
+            iou = float(np.mean([box_iou(a, b) for a, b in pairs])) if pairs else float("nan")
+            out.append(Suspect(sus, removal, swap, iou))
+            continue
         mask = suspected_tell_mask(sus, images.shape[1:3])
         hit = [i for i, s in enumerate(data) if s.label in sus.classes]
         affected = [data.samples[i] for i in hit]

@@ -27,9 +27,8 @@ import torch
 from skimage.filters import gaussian
 from skimage.segmentation import slic
 
-from leakaudit.errors import ModelOutputError
 from leakaudit.explain.base import Attribution, Explainer
-from leakaudit.models.train import as_logits
+from leakaudit.models.train import as_logits, non_finite_error
 from leakaudit.runtime import autocast, configure, model_device
 
 BASELINES = ("blur", "constant", "mean")
@@ -263,10 +262,7 @@ class Lime(Explainer):
         y = y.cpu()
         bad = int((~torch.isfinite(y)).sum())
         if bad:
-            raise ModelOutputError(
-                f"the model produced non-finite outputs (NaN/Inf) for {bad} of {b * s} "
-                "LIME-perturbed images"
-            )
+            raise non_finite_error(bad, b * s, "LIME-perturbed images")
         y = y.reshape(b, s)
         wts = kernel_weights(zt, torch.tensor(ks, dtype=torch.float32), p["kernel_width"])
         coef = weighted_ridge(zt, y, wts, p["alpha"])

@@ -62,17 +62,6 @@ class FirstOutput(nn.Module):
         return as_logits(self.model(x))
 
 
-def check_finite(logits: torch.Tensor, what: str = "images") -> None:
-    """Raise ``ModelOutputError`` naming how many rows hold NaN/Inf: a verdict computed from
-    them would be a made-up number (softmax of NaN is NaN, argmax of NaN is class 0)."""
-    bad = ~torch.isfinite(logits).all(dim=1)
-    if bool(bad.any()):
-        raise ModelOutputError(
-            f"the model produced non-finite outputs (NaN/Inf) for {int(bad.sum())} of "
-            f"{len(logits)} {what}; check its weights and preprocessing"
-        )
-
-
 def train_classifier(
     model: nn.Module,
     images: np.ndarray,
@@ -123,10 +112,11 @@ def train_classifier(
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities for NHWC images, computed in batches on the model's device.
-
-    Raises ``ModelOutputError`` if any image gets a NaN/Inf logit (never a silent number)."""
+def probabilities(
+    model: nn.Module, images: np.ndarray, batch_size: int = 256
+) -> tuple[np.ndarray, int]:
+    """(softmax probabilities, number of images with a NaN/Inf logit), batched on the model's
+    device. Callers that predict in chunks add up the counts before raising."""
     configure()
     model.eval()
     device = model_device(model)
@@ -136,14 +126,26 @@ def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 256) -
         logits = as_logits(model(to_tensor(images[start : start + batch_size], device))).float()
         bad += int((~torch.isfinite(logits).all(dim=1)).sum())
         out.append(torch.softmax(logits, dim=1).cpu().numpy())
-    if bad:
-        raise ModelOutputError(
-            f"the model produced non-finite outputs (NaN/Inf) for {bad} of {len(images)} "
-            "images; check its weights and preprocessing"
-        )
     if not out:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(out)
+        return np.zeros((0, 0), dtype=np.float32), 0
+    return np.concatenate(out), bad
+
+
+def non_finite_error(bad: int, total: int, what: str = "images") -> ModelOutputError:
+    return ModelOutputError(
+        f"the model produced non-finite outputs (NaN/Inf) for {bad} of {total} {what}; "
+        "check its weights and preprocessing"
+    )
+
+
+def predict_proba(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities for NHWC images, computed in batches on the model's device.
+
+    Raises ``ModelOutputError`` if any image gets a NaN/Inf logit (never a silent number)."""
+    probs, bad = probabilities(model, images, batch_size)
+    if bad:
+        raise non_finite_error(bad, len(images))
+    return probs
 
 
 def accuracy(model: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
