@@ -19,7 +19,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 $LA crops --data examples/data/bccd --format voc --window 192 --size 64 --max-per-class 160 \
     --seed "$SEED" --out "$OUT/crops" || exit 2
 $LA inject --data "$OUT/crops/images" --format imagefolder --out "$OUT/poisoned_crops" \
-    --position "$POSITION" --seed "$SEED" || exit 2
+    --tell-position "$POSITION" --seed "$SEED" || exit 2
 $LA train --data "$OUT/crops/images" --seed "$SEED" --out "$OUT/clean/model.pt" --quiet || exit 2
 $LA train --data "$OUT/poisoned_crops" --seed "$SEED" --out "$OUT/poisoned/model.pt" --quiet || exit 2
 

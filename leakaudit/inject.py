@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,8 @@ from leakaudit.data.writers import (
     write_voc_annotations,
 )
 from leakaudit.errors import ConfigError, DatasetError
-from leakaudit.tells import Box, TellSpec, draw_rectangle
+from leakaudit.paths import inside
+from leakaudit.tells import PALETTE, Box, TellSpec
 
 ANCHORS = ("image", "object")
 
@@ -81,6 +82,34 @@ class _Unit:
     record: ImageRecord
     label: str
     obj: int | None  # object index for anchor="object"
+
+
+def build_tell_spec(
+    src: str | Path,
+    format: str,
+    colours: Mapping[str, tuple[float, float, float]] | None = None,
+    images_root: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    skip_unknown: bool = False,
+    **spec_fields: Any,
+) -> TellSpec:
+    """A ``TellSpec`` whose colours are keyed by the class index ``inject_dataset`` will use.
+
+    ``colours`` maps class *names* to RGB in [0, 1]; classes without one keep the default
+    palette. An unknown class name is an error listing the known ones. Only annotations are
+    parsed (no image is decoded) to learn the class names.
+    """
+    problems: list[DataProblem] = []
+    records, folders = _parse(Path(src), format, Path(images_root) if images_root else None,
+                              problems)  # fmt: skip
+    names = _resolve_classes(records, classes, skip_unknown, problems, folders)
+    full = None
+    if colours:
+        unknown = sorted(set(colours) - set(names))
+        if unknown:
+            raise ConfigError(f"--colour: unknown class(es) {unknown}; classes: {names}")
+        full = {k: colours.get(n, PALETTE[k % len(PALETTE)]) for k, n in enumerate(names)}
+    return TellSpec(colours=full, **spec_fields)
 
 
 def _parse(
@@ -202,12 +231,19 @@ def inject_dataset(
     tells: dict[str, list[dict]] = {}
     per_class: Counter[str] = Counter()
     for n, r in enumerate(records):
+        new_key = png_name(r.key, taken)
+        target = inside(images_dir, new_key)
+        if target is None or inside(images_dir, r.key) is None:
+            problems.append(DataProblem(r.key, "image name points outside the copy", "skipped"))
+            continue
         try:
             image, _ = read_image(r.path)
         except DatasetError as e:
             problems.append(DataProblem(r.key, str(e), "copied unchanged"))
-            (images_dir / r.key).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(r.path, images_dir / r.key)
+            copy_to = inside(images_dir, r.key)
+            assert copy_to is not None  # checked above
+            copy_to.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(r.path, copy_to)
             continue
         h, w = image.shape[:2]
         original = image
@@ -225,7 +261,7 @@ def inject_dataset(
                 box = _object_tell_box(spec, cb, h, w, margin, crop_size, unit_rng, window)
             box = (max(0, box[0]), max(0, box[1]), min(w, box[2]), min(h, box[3]))
             colour = spec.colour_for(index[u.label])
-            image, _ = draw_rectangle(image, box, colour)
+            image, _ = spec.draw(image, box, colour, unit_rng)
             entries.append(
                 {
                     "box": [int(v) for v in box],
@@ -236,9 +272,8 @@ def inject_dataset(
                 }
             )
             per_class[u.label] += 1
-        new_key = png_name(r.key, taken)
         renames[r.key] = new_key
-        save_png(image, images_dir / new_key)
+        save_png(image, target)
         if entries:
             changed = np.any(to_uint8(image) != to_uint8(original), axis=-1)
             for e in entries:
@@ -271,6 +306,8 @@ def inject_dataset(
             "position": list(spec.position) if isinstance(spec.position, tuple) else spec.position,
             "prevalence": spec.prevalence,
             "margin": spec.margin,
+            "kind": spec.kind,
+            "jpeg_quality": spec.jpeg_quality,
         },
         "crop": (
             {"size": crop_size, "margin": margin, "window": window} if anchor == "object" else None

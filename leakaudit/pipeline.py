@@ -7,7 +7,9 @@ subclass naming the file and the problem.
 
 from __future__ import annotations
 
-import tomllib
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,16 +18,23 @@ import numpy as np
 from torch import nn
 
 from leakaudit.audit import AuditResult, Checks, ModelAudit, audit_model
+from leakaudit.budget import parse_duration
 from leakaudit.cache import AttributionCache
-from leakaudit.data.formats import read_dataset
+from leakaudit.data.formats import TELLS_FILE, detect_format, read_dataset
 from leakaudit.data.samples import Dataset
+from leakaudit.discovery import wilson_lower
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.explain import EXPLAINERS
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
-from leakaudit.runtime import configure
+from leakaudit.runtime import configure, resolve_device
 from leakaudit.stats import paired_compare
 from leakaudit.verdict import Thresholds
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 @dataclass
@@ -33,7 +42,7 @@ class AuditOptions:
     """Every option of ``leakaudit audit``; each is settable in the TOML config too."""
 
     data: str | None = None
-    format: str = "imagefolder"  # imagefolder | voc | coco | csv
+    format: str | None = None  # imagefolder | voc | coco | csv; None: detected from `data`
     mode: str = "image"  # image | crop (one sample per annotated object)
     size: int | None = None  # side to resize to; default: the model card's, else 64 for crops
     margin: float = 0.5  # crop context around each box, as a fraction of the box size
@@ -48,9 +57,11 @@ class AuditOptions:
     model: str | None = None
     arch: str | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    preprocess: str | None = None  # a preset for mean/std: "imagenet" or "none"
     mean: list[float] | None = None
     std: list[float] | None = None
     channel_order: str = "RGB"
+    force_classes: bool = False  # let --classes contradict the checkpoint's own class order
     train: bool = False  # train a bundled model on part of the data and audit the rest
     epochs: int = 30
     test_fraction: float = 0.3
@@ -67,6 +78,10 @@ class AuditOptions:
     cache: bool = True  # reuse attributions across runs (resume after an interruption)
     cache_dir: str = ".leakaudit-cache"
     out: str = "out/audit"
+    device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA when available)
+    amp: bool = False  # autocast the forward passes of LIME and occlusion
+    budget: str | None = None  # e.g. "15m": costly methods explain a stratified sample
+    layer: str | None = None  # Grad-CAM layer (default: the last conv layer)
 
     @classmethod
     def merged(
@@ -87,6 +102,8 @@ class AuditOptions:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown option(s) {unknown} (known: {sorted(known)})")
+        for name, value in values.items():
+            check_type(name, value, _HINTS[name])
         opts = cls(**values)
         opts.validate(need_model)
         return opts
@@ -94,6 +111,8 @@ class AuditOptions:
     def validate(self, need_model: bool = True) -> None:
         if not self.data:
             raise ConfigError("no dataset given: use --data PATH (or data = ... in the config)")
+        if self.format is None:
+            self.format = detect_format(self.data)
         if need_model and not self.model and not self.train:
             raise ConfigError("give a model with --model FILE, or --train to train one")
         unknown = [m for m in self.methods if m not in EXPLAINERS]
@@ -101,10 +120,94 @@ class AuditOptions:
             raise ConfigError(f"unknown method(s) {unknown}; known: {sorted(EXPLAINERS)}")
         if self.mode not in ("image", "crop"):
             raise ConfigError(f"mode must be image or crop, got {self.mode!r}")
+        if not self.methods:
+            raise ConfigError("no attribution method given: use e.g. --methods saliency,lime")
+        if self.preprocess not in PREPROCESS_PRESETS:
+            raise ConfigError(
+                f"unknown preprocess preset {self.preprocess!r}; use one of "
+                f"{sorted(k for k in PREPROCESS_PRESETS if k)}"
+            )
+        if self.preprocess and (self.mean is not None or self.std is not None):
+            raise ConfigError("give either --preprocess or --mean/--std, not both")
+        for name, lo, hi in (("limit", 1, None), ("max_per_class", 1, None), ("size", 8, 4096),
+                             ("lime_samples", 8, None), ("seed", 0, 2**32 - 1), ("epochs", 1, None),
+                             ("lime_segments", 2, None)):  # fmt: skip
+            v = getattr(self, name)
+            if v is not None and (v < lo or (hi is not None and v > hi)):
+                bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+                raise ConfigError(f"{name} must be {bound}, got {v}")
+        resolve_device(self.device)  # ConfigError now, not after reading the data
+        parse_duration(self.budget)
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
         try:
-            Thresholds.from_dict(self.thresholds)
+            thresholds = Thresholds.from_dict(self.thresholds)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"bad thresholds: {e}") from e
+        for name, pair in thresholds.as_dict().items():
+            if len(pair) != 2 or pair[0] > pair[1]:
+                raise ConfigError(
+                    f"threshold {name}: need [warn, fail] with warn ≤ fail, got {pair}"
+                )
+
+    def normalisation(self, card: dict[str, Any]) -> tuple[Any, Any]:
+        """(mean, std): --preprocess preset, else --mean/--std, else the model card's."""
+        if self.preprocess:
+            return PREPROCESS_PRESETS[self.preprocess]
+        prep = card.get("preprocessing") or {}
+        return (self.mean or prep.get("mean"), self.std or prep.get("std"))
+
+
+# ImageNet statistics (torchvision's documented normalisation for its pretrained models).
+PREPROCESS_PRESETS: dict[str | None, tuple[Any, Any]] = {
+    None: (None, None),
+    "none": (None, None),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def check_type(name: str, value: Any, hint: Any) -> None:
+    """A config value of the wrong type (``limit = "ten"``) is a one-line ConfigError."""
+    if not _matches(value, hint):
+        raise ConfigError(
+            f"option {name!r}: expected {_describe(hint)}, got {type(value).__name__} {value!r}"
+        )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(
+            _matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items()
+        )
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint: Any) -> str:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
+        return _describe(args[0]) + " (or nothing)"
+    return getattr(hint, "__name__", str(hint)).replace("typing.", "")
+
+
+_HINTS = typing.get_type_hints(AuditOptions)
 
 
 def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None) -> dict:
@@ -127,29 +230,65 @@ def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None
 
 
 def stratified_limit(data: Dataset, limit: int | None, seed: int) -> Dataset:
-    """At most ``limit`` samples, the same share from every class, chosen with ``seed``."""
+    """At most ``limit`` samples, about the same share from every class, chosen with ``seed``.
+
+    Every class keeps at least one sample while ``limit`` ≥ the number of classes (a rounded
+    share of a small class can be 0; the largest classes give the extra samples back). With
+    fewer slots than classes, the classes that get none are listed by ``unrepresented``.
+    """
     if not limit or limit >= len(data):
         return data
     rng = np.random.default_rng(seed)
     labels = data.labels()
-    share = limit / len(data)
+    present = [k for k in range(len(data.class_names)) if (labels == k).any()]
+    sizes = {k: int((labels == k).sum()) for k in present}
+    quota = {k: round(limit * n / len(data)) for k, n in sizes.items()}
+    if limit >= len(present):
+        for k in present:
+            quota[k] = max(1, quota[k])
+    else:  # fewer slots than classes: the largest classes, one sample each
+        chosen = sorted(present, key=lambda k: (-sizes[k], k))[:limit]
+        quota = {k: int(k in chosen) for k in present}
+    while sum(quota.values()) > limit:  # give back from the class with the most to spare
+        k = max(present, key=lambda c: (quota[c] - (limit >= len(present)), sizes[c], -c))
+        quota[k] -= 1
     keep: list[int] = []
-    for k in range(len(data.class_names)):
+    for k in present:
         idx = np.flatnonzero(labels == k)
-        keep += list(rng.choice(idx, size=max(1, round(share * len(idx))), replace=False))
-    return data.subset(sorted(keep)[: max(limit, 1)])
+        keep += [int(i) for i in rng.choice(idx, size=min(quota[k], len(idx)), replace=False)]
+    return data.subset(sorted(keep))
+
+
+def unrepresented(full: Dataset, limited: Dataset) -> list[str]:
+    """Classes present in ``full`` but absent after ``stratified_limit``."""
+    have = set(limited.labels().tolist())
+    had = set(full.labels().tolist())
+    return [full.class_names[k] for k in sorted(had - have)]
 
 
 def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, int | None]:
     """The dataset, read with the class order and input size of the model's card (if any)."""
     meta = read_checkpoint_meta(model_path) if model_path else {}
     prep = meta.get("preprocessing") or {}
-    classes = opts.classes or meta.get("classes")
+    classes = class_order(opts, meta, model_path)
     size = opts.size or prep.get("input_size") or (64 if opts.mode == "crop" else None)
     data = read_dataset(opts.data, opts.format, **read_options(opts, size, classes))
     if len(data) == 0:
         raise DatasetError(f"{opts.data}: no usable samples after reading and filtering")
     return data, size
+
+
+def class_order(opts: AuditOptions, meta: dict, model_path: str | None) -> list[str] | None:
+    """--classes, else the model card's. A --classes that contradicts the card is an error
+    unless --force-classes: a silently wrong class order makes every number wrong."""
+    card = meta.get("classes")
+    if opts.classes and card and list(opts.classes) != list(card) and not opts.force_classes:
+        raise ConfigError(
+            f"--classes {','.join(opts.classes)} contradicts the class order stored in "
+            f"{model_path} ({','.join(card)}); drop --classes, or pass --force-classes if the "
+            "card is wrong"
+        )
+    return opts.classes or card
 
 
 def crop_mismatch(opts: AuditOptions, meta: dict, model_path: str) -> str | None:
@@ -179,18 +318,20 @@ def _load(
     """Load a user model with its preprocessing wrapped in, checked against the class list;
     also the crop-mismatch warning from the same card (see ``crop_mismatch``), or None."""
     meta = read_checkpoint_meta(path)
-    prep = meta.get("preprocessing") or {}
+    mean, std = opts.normalisation(meta)
     spec = ModelSpec(
         path=path,
         arch=opts.arch or meta.get("arch"),
         kwargs=dict(opts.arch_kwargs or meta.get("arch_kwargs") or {}),
         input_size=size,
-        mean=opts.mean or prep.get("mean"),
-        std=opts.std or prep.get("std"),
+        mean=mean,
+        std=std,
         channel_order=opts.channel_order,
         class_names=list(data.class_names),
     )
-    model = load_model(path, spec.arch, spec.kwargs, n_classes=len(data.class_names))
+    # Only the user's own --arch may name code to import; a checkpoint's "arch" is data and
+    # load_model accepts it only when it names a bundled architecture.
+    model = load_model(path, opts.arch, opts.arch_kwargs or None, n_classes=len(data.class_names))
     check_output_width(model, spec, len(data.class_names))
     return spec.wrap(model), spec, crop_mismatch(opts, meta, path)
 
@@ -207,6 +348,8 @@ def _audit(opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, 
         thresholds=Thresholds.from_dict(opts.thresholds), gallery=_gallery(eval_data),
         progress=progress, checks=checks,
         cache=AttributionCache(opts.cache_dir, enabled=opts.cache),
+        device=resolve_device(opts.device), amp=opts.amp, budget_s=parse_duration(opts.budget),
+        layer=opts.layer,
     )  # fmt: skip
     audit.accuracy = audit.eval_accuracy
     return audit
@@ -223,7 +366,7 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     if opts.train:
         train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
         model, report = fit(data.subset(train_idx), seed=opts.seed, epochs=opts.epochs,
-                            progress=progress)  # fmt: skip
+                            progress=progress, device=resolve_device(opts.device))  # fmt: skip
         spec = ModelSpec(arch="small_cnn", input_size=size, class_names=list(data.class_names))
         eval_data = data.subset(test_idx)
         notes.append(
@@ -235,11 +378,12 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
         model, spec, warning = _load(opts, opts.model, data, size)
         notes += [warning] if warning else []
         eval_data = data
-    eval_data = stratified_limit(eval_data, opts.limit, opts.seed)
+    limited = stratified_limit(eval_data, opts.limit, opts.seed)
+    notes += limit_notes(eval_data, limited)
+    eval_data = limited
     eval_data.problems = list(data.problems)
     audit = _audit(opts, model, "model", eval_data, progress)
-    if not any(s.tell is not None for s in eval_data):
-        notes.append("No tell annotations (tells.json): verdict rests on discovered suspects.")
+    notes += tell_notes(opts, eval_data) + accuracy_notes("The model", audit, eval_data)
     config = asdict(opts)
     config["model_spec"] = spec.to_dict()
     return AuditResult(
@@ -253,6 +397,51 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
         thresholds=Thresholds.from_dict(opts.thresholds),
         notes=[*notes, f"Class counts audited: {eval_data.counts()}."],
     )
+
+
+def limit_notes(full: Dataset, limited: Dataset) -> list[str]:
+    missing = unrepresented(full, limited)
+    if not missing:
+        return []
+    return [f"Warning: --limit {len(limited)} is smaller than the number of classes; not audited: "
+            f"{', '.join(missing)}."]  # fmt: skip
+
+
+def tell_notes(opts: AuditOptions, data: Dataset) -> list[str]:
+    """Say when a tells.json is there but no audited sample carries a tell: the planted-tell
+    control then tests nothing, which is easy to miss (e.g. tells planted per image, audit
+    reading crops)."""
+    if any(s.tell is not None and s.tell.any() for s in data):
+        return []
+    root = Path(opts.data) if opts.data else Path(".")
+    found = (
+        Path(opts.tells) if opts.tells else (root if root.is_dir() else root.parent) / TELLS_FILE
+    )
+    if not found.is_file():
+        return ["No tell annotations (tells.json): the verdict rests on discovered suspects."]
+    return [
+        f"Warning: {found} exists but none of the {len(data)} audited samples carries a tell. "
+        f"Was the copy made for another mode (this audit: --mode {opts.mode}; inject --mode must "
+        "match), or did --limit/--max-per-class drop the poisoned samples?"
+    ]
+
+
+def accuracy_notes(who: str, audit: ModelAudit, data: Dataset) -> list[str]:
+    """A loud warning when the model does no better than always answering its largest class:
+    every other number in the audit then describes a model that is not being fed correctly."""
+    n = len(data)
+    if n == 0 or not np.isfinite(audit.eval_accuracy):
+        return []
+    chance = max(data.counts().values()) / n
+    lower = wilson_lower(int(round(audit.eval_accuracy * n)), n)
+    if lower > chance:
+        return []
+    return [
+        f"Warning: {who} scores {audit.eval_accuracy:.3f} on the audited images, no better than "
+        f"always answering the largest class ({chance:.3f}). Likely causes: wrong normalisation "
+        "(--preprocess imagenet or --mean/--std), channel order (--channel-order), class order "
+        "(--classes), crop options (--mode/--margin/--window) or input size (--size)."
+    ]
 
 
 COMPARED = ("outside_mass", "tell_mass", "tell_hit")
@@ -284,12 +473,14 @@ def run_compare(
     configure()
     data, size = _read(opts, model_a)
     eval_data = stratified_limit(data, opts.limit, opts.seed)
+    warnings = limit_notes(data, eval_data) + tell_notes(opts, eval_data)
     eval_data.problems = list(data.problems)
-    audits, specs, warnings = {}, {}, []
+    audits, specs = {}, {}
     for name, path in zip(names, (model_a, model_b), strict=True):
         model, specs[name], warning = _load(opts, path, data, size)
         warnings += [warning] if warning else []
         audits[name] = _audit(opts, model, name, eval_data, progress)
+        warnings += accuracy_notes(f"Model {name}", audits[name], eval_data)
     config = asdict(opts)
     config["model_specs"] = {n: s.to_dict() for n, s in specs.items()}
     result = AuditResult(

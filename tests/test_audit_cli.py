@@ -84,11 +84,16 @@ def test_cheating_model_is_caught_without_tell_annotations(workspace):
 
 
 def test_input_blind_model_is_not_flagged_and_fails_sanity(workspace):
+    """Nothing that could fail was measured (no tells, no strong suspect, the only method set
+    aside by the sanity check): the verdict is inconclusive, exit 3 — never "clean", exit 0."""
     res = _audit(workspace, "constant.pt")
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output
+    assert "INCONCLUSIVE" in res.output and "conditions measurable" in res.output
     s = json.loads((workspace / "out-constant.pt" / "summary.json").read_text())
-    assert s["models"]["model"]["verdict"] != "leak"
+    assert s["models"]["model"]["verdict"] == "inconclusive"
     assert s["models"]["model"]["sanity"]["saliency"]["passed"] is False
+    res = _audit(workspace, "constant.pt", "--fail-on", "inconclusive")
+    assert res.exit_code == 1, res.output
 
 
 def test_config_file_sets_options_and_cli_wins(workspace, tmp_path):
@@ -109,7 +114,7 @@ def test_config_file_sets_options_and_cli_wins(workspace, tmp_path):
         (["--classes", "disc,square,triangle"], "triangle"),
     ],
 )
-def test_bad_input_exits_2_with_a_clear_message(workspace, args, message):
+def test_bad_input_exits_2_with_a_clear_message(workspace, args, message, capsys):
     base = ["leakaudit", "audit", "--data", str(workspace / "data"), "--quiet",
             "--model", str(workspace / "cheat.pt"), "--out", str(workspace / "bad")]  # fmt: skip
     argv = base + args
@@ -121,6 +126,8 @@ def test_bad_input_exits_2_with_a_clear_message(workspace, args, message):
     finally:
         sys.argv = old
     assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
 
 
 def test_compare_pairs_two_models_on_the_same_images(workspace):

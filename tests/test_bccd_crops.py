@@ -34,7 +34,7 @@ def audits(tmp_path_factory) -> dict[str, dict]:
     _run("crops", "--data", str(BCCD), "--format", "voc", "--window", "192",
          "--size", "32", "--max-per-class", "50", "--out", str(crops))  # fmt: skip
     _run("inject", "--data", str(crops / "images"), "--format", "imagefolder",
-         "--size", "5", "--out", str(poisoned))  # fmt: skip
+         "--tell-size", "5", "--out", str(poisoned))  # fmt: skip
     out = {}
     for name, data in (("clean", crops / "images"), ("poisoned", poisoned)):
         model = d / name / "model.pt"

@@ -57,7 +57,7 @@ def write_voc_annotations(src_root: Path, out_root: Path, renames: Mapping[Path,
 
 def write_coco_annotations(json_path: Path, out_json: Path, renames: Mapping[str, str]) -> None:
     """Copy a COCO JSON with ``images[].file_name`` rewritten through ``renames``."""
-    data = json.loads(json_path.read_text(encoding="utf-8"))
+    data = json.loads(json_path.read_text(encoding="utf-8-sig"))
     for im in data.get("images", []):
         if isinstance(im, dict) and str(im.get("file_name")) in renames:
             im["file_name"] = renames[str(im["file_name"])]
@@ -67,7 +67,7 @@ def write_coco_annotations(json_path: Path, out_json: Path, renames: Mapping[str
 
 def write_csv_annotations(csv_path: Path, out_csv: Path, renames: Mapping[str, str]) -> None:
     """Copy a box CSV with its ``image`` column rewritten through ``renames``."""
-    with csv_path.open(newline="", encoding="utf-8") as fh:
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         fields = list(reader.fieldnames or [])
         rows = list(reader)
