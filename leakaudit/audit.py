@@ -254,13 +254,14 @@ def audit_model(
     methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
     if n and (progress or budget_s is not None):
         plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s)
+        for m, mp in plan.methods.items():
+            if mp.n_planned < n:
+                covered[m] = stratified_sample(labels, mp.n_planned, checks.seed)
+                mp.n_planned = len(covered[m])  # the per-class minimum may add a few
         plan_lines = plan.lines()
         if progress:
             for line in plan_lines:
                 print(f"{name}: {line}", file=sys.stderr)
-        for m, mp in plan.methods.items():
-            if mp.n_planned < n:
-                covered[m] = stratified_sample(labels, mp.n_planned, checks.seed)
     for method, kwargs in methods.items():
         try:
             explainer = make_explainer(method, model, **kwargs)

@@ -75,7 +75,12 @@ class MethodPlan:
     backwards: int  # per image (forward+backward passes)
     n_total: int
     n_planned: int
-    seconds: float  # estimated for the planned images
+    per_image_s: float  # estimated seconds per image
+
+    @property
+    def seconds(self) -> float:
+        """Estimated for the planned images."""
+        return self.n_planned * self.per_image_s
 
     def line(self) -> str:
         cost = []
@@ -191,5 +196,5 @@ def make_plan(
         if left is not None and m in costly:
             share = max(left, 0.0) / len(costly)
             n = min(n_images, int(share // cost)) if cost > 0 else n_images
-        plan.methods[m] = MethodPlan(m, f, b, n_images, n, n * cost)
+        plan.methods[m] = MethodPlan(m, f, b, n_images, n, cost)
     return plan
