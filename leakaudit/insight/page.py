@@ -99,6 +99,11 @@ def _views(
         "closed-form pixel influence", lambda: closed_form_influence(model, size)
     )
     layers = opts.layers or default_layers(model)
+    if not layers and "layer views" not in {n.split(":")[0] for n in notes}:
+        notes.append(
+            "layer views: left out (no activation or conv layers found by type; a TorchScript "
+            "model hides them: name layers with --layers or pass a state_dict and its --arch)"
+        )
     if images is not None and len(images):
         out["gradient_influence"] = gradient_influence(model, images)
         out["viewer"] = classify(model, images, labels)
