@@ -211,7 +211,9 @@ def test_budget_samples_costly_methods_with_intervals(data) -> None:
     plan = make_plan(model, data.images()[:4], methods, len(data), budget_s=1e-9)
     assert plan.methods["saliency"].n_planned == len(data)
     assert plan.methods["lime"].n_planned == 0  # nothing left: the minimum sample applies
-    audit = _audit(model, data, methods, budget_s=1e-9)
+    checks = Checks(discovery=False, sanity_images=4, sanity_images_costly=2)
+    audit = _audit(model, data, methods, budget_s=1e-9, checks=checks)
+    assert audit.sanity["saliency"].n_images == 4 and audit.sanity["lime"].n_images == 2
     covered = audit.covered["lime"]
     assert len(covered) == 6 and "saliency" not in audit.covered  # 2 per class
     means = audit.method_means()
