@@ -382,7 +382,11 @@ def run_scale_bench(
     the ``lime`` package at ``pkg_samples`` with ``batch_size`` 10 (its default) and 100. All
     LIMEs use the segment-mean baseline (lime's ``hide_color=None``) and SLIC at full
     resolution, and are judged by mean per-image Spearman against the ``lime`` package at
-    ``ref_samples`` — the same baseline, so the reference explains the same thing."""
+    ``ref_samples`` — the same baseline, so the reference explains the same thing.
+
+    Rates are per second of this process's CPU time (``time.process_time``), not wall time: on
+    a machine shared with other jobs the wall clock measures the neighbours, CPU time the work
+    (run with ``LEAKAUDIT_THREADS=1`` for a single-core figure)."""
     configure()
     t_start = time.perf_counter()
     batch = 64
@@ -415,16 +419,16 @@ def run_scale_bench(
                         model(x[s : s + batch])
 
         run()
-        return n_fwd / _timed(run)[1]
+        return n_fwd / _cpu_timed(run)[1]
 
     fwd, fwd_bwd = rate(False), rate(True)
     sal = Saliency(model, batch_size=batch)
     sal.attribute(big[:batch], big_t[:batch])
-    sal_rate = n_fwd / _timed(lambda: sal.attribute(big, big_t))[1]
+    sal_rate = n_fwd / _cpu_timed(lambda: sal.attribute(big, big_t))[1]
 
     def ours(n: int, sampling: str) -> tuple[np.ndarray, float]:
         lime = Lime(model, n_samples=n, baseline="mean", seed=seed, sampling=sampling)
-        att, dt = _timed(lambda: lime.attribute(images, targets, segments))
+        att, dt = _cpu_timed(lambda: lime.attribute(images, targets, segments))
         return att.extras["weights"], n_images / dt
 
     ours(curve[0], "orthogonal")  # warm-up
@@ -442,7 +446,7 @@ def run_scale_bench(
     runs.append({"name": f"LIME ours, {pkg_samples} bernoulli", "samples": pkg_samples,
                  "img_s": r, "spearman_vs_ref": spearman_mean(w, w_ref)})  # fmt: skip
     for bs in (10, 100):
-        w, dt = _timed(
+        w, dt = _cpu_timed(
             lambda bs=bs: lime_package_weights_batched(
                 model, images, targets, segments, pkg_samples, seed + 100, bs
             )
@@ -485,6 +489,13 @@ def run_scale_bench(
     return result
 
 
+def _cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(result, CPU seconds of this process)."""
+    t0 = time.process_time()
+    out = fn()
+    return out, time.process_time() - t0
+
+
 def lime_package_weights_batched(
     model: nn.Module,
     images: np.ndarray,
@@ -516,7 +527,7 @@ def lime_package_weights_batched(
 
 
 def _print_scale(r: dict[str, Any]) -> None:
-    print(f"\nleakaudit bench (scale) — {r['date']} — {r['machine']}")
+    print(f"\nleakaudit bench (scale) — {r['date']} — {r['machine']}; rates per CPU-second")
     print(f"settings: {r['settings']}\n")
     for k, v in r["throughput"].items():
         print(f"  {k:<34}{v:>10.3f}")
