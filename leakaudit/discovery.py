@@ -441,11 +441,12 @@ def _colour_suspect(group: list[ColourCandidate]) -> SuspectedTell:
 
 
 def _same_tell(moving: SuspectedTell, fixed: SuspectedTell) -> bool:
-    """A colour suspect whose boxes sit at a place suspect's box in ≥ 80 % of its images, for
-    classes that suspect already covers, adds nothing."""
+    """A colour suspect whose boxes sit at a place suspect's box (IoU ≥ 0.5: not merely inside
+    a large, diffuse one) in ≥ 80 % of its images, for classes that suspect already covers,
+    adds nothing."""
     if not set(moving.classes) <= set(fixed.classes) or not moving.boxes:
         return False
-    at = [same_place(b, fixed.box) for b in moving.boxes.values()]
+    at = [box_iou(b, fixed.box) >= 0.5 for b in moving.boxes.values()]
     return float(np.mean(at)) >= 0.8
 
 

@@ -12,12 +12,20 @@ Every condition value of every clean and poisoned audit is kept: ``calibration_t
 spread next to the warn/fail thresholds, which is the evidence that the thresholds were fixed
 beforehand, not fitted to the demo. A clean model flagged as leaking counts as a false alarm in
 every cell where it happens (the clean model is shared, its evaluation images are not).
+
+Audit validity v2 axes: ``kinds`` (solid, logo, text, border, noise; ``tells.TellSpec.kind``),
+``random_place`` (a new place per image instead of the seed's fixed one) and ``jpeg_quality``.
+Each run also reports what the audit finds *without* annotations: ``blind_detected`` (a
+"suspected tell" condition fails — discovery never sees the tell masks) and ``coverage`` (share
+of tell-bearing images whose tell the top suspect's per-image box covers by ≥ ``COVER_SHARE``).
+Each seed's clean model is also audited on *clean* images (no tell anywhere, no annotations):
+``clean_audits``, the false alarm where it matters — a user auditing an honest model.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -31,7 +39,13 @@ from leakaudit.audit import Checks, ModelAudit, audit_model
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.demo import DemoConfig, train_model
-from leakaudit.discovery import box_iou, discover_tells
+from leakaudit.discovery import (
+    SuspectedTell,
+    box_iou,
+    discover_tells,
+    suspect_boxes,
+    suspected_tell_mask,
+)
 from leakaudit.errors import ConfigError
 from leakaudit.jsonable import jsonable
 from leakaudit.models.train import accuracy
@@ -42,6 +56,7 @@ from leakaudit.verdict import Thresholds
 MIN_DETECTION = 0.9  # "detected" in the summary: caught in at least 90 % of the runs of a cell
 DISCOVERY_IOU = 0.3  # a discovered box "finds" the tell when it overlaps it at least this much
 MIN_COLOUR_DISTANCE = 0.6  # L1 distance between any two classes' tell colours (as make_shapes)
+COVER_SHARE = 0.5  # a suspect's box "covers" a tell when it holds at least half its pixels
 
 
 # ---------------------------------------------------------------- random tell appearance
@@ -117,10 +132,18 @@ class PowerRun:
     eval_accuracy: dict[str, float]
     discovery: dict[str, Any]
     seconds: float
+    kind: str = "solid"
+    # per model: the top suspect's coverage of the tells, and whether the suspected-tell
+    # conditions alone (no annotations used) fail it
+    blind: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def detected(self) -> bool:
         return self.verdicts["poisoned"] == "leak"
+
+    @property
+    def blind_detected(self) -> bool | None:
+        return self.blind.get("poisoned", {}).get("leak")
 
     @property
     def false_alarm(self) -> bool:
@@ -181,6 +204,37 @@ def _discovery(audit: ModelAudit, data: Dataset, method: str, true_box, seed: in
     }
 
 
+def suspect_coverage(suspect: SuspectedTell | None, data: Dataset) -> float:
+    """Share of ``data``'s tell-bearing images whose tell the suspect's box *in that image*
+    covers by ≥ ``COVER_SHARE`` of its pixels (no IoU: a box around a logo or text is fine)."""
+    tells = [(i, s.tell) for i, s in enumerate(data) if s.tell is not None and s.tell.any()]
+    if not tells:
+        return float("nan")
+    if suspect is None:
+        return 0.0
+    boxes = suspect_boxes(suspect, len(data))
+    hits = []
+    for i, t in tells:
+        b = boxes[i]
+        hits.append(
+            b is not None and t[suspected_tell_mask(b, t.shape)].sum() >= COVER_SHARE * t.sum()
+        )
+    return float(np.mean(hits))
+
+
+def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
+    """What the audit says from discovery alone: the suspected-tell conditions (which never see
+    the annotations) and how well its top suspect covers the real tells."""
+    conds = [c for c in audit.conditions if c.name.startswith("suspected")]
+    top = audit.suspects[0].found if audit.suspects else None
+    return {
+        "leak": any(c.status == "FAIL" for c in conds),
+        "coverage": suspect_coverage(top, data),
+        "top_source": top.source if top is not None else None,
+        "top_strong": bool(top.strong) if top is not None else False,
+    }
+
+
 def _methods(c: DemoConfig, lime: bool) -> dict[str, dict[str, Any]]:
     """The demo's methods and settings (saliency, and LIME unless switched off)."""
     methods: dict[str, dict[str, Any]] = {"saliency": {}}
@@ -204,14 +258,21 @@ def _run_cell(
     thresholds: Thresholds,
     lime: bool,
     checks: Checks | None,
+    kind: str = "solid",
+    random_place: bool = False,
+    jpeg_quality: int | None = None,
 ) -> PowerRun:
     t0 = time.perf_counter()
     train_idx, test_idx = split
     spec = TellSpec(
         size=c.tell_size,
-        position=style.position_for(c.tell_size, c.size, TellSpec.margin),
+        position="random"
+        if random_place
+        else style.position_for(c.tell_size, c.size, TellSpec.margin),
         prevalence=c.prevalence,
         colours=style.colours,
+        kind=kind,
+        jpeg_quality=jpeg_quality,
     )
     poisoned = poison(clean, spec, seed=c.seed + 1)
     model, own_acc = train_model(c, poisoned, train_idx, test_idx, "train poisoned", progress=False)
@@ -235,7 +296,8 @@ def _run_cell(
         )
         for name, m, acc in (("clean", clean_model, clean_acc), ("poisoned", model, own_acc))
     }
-    true_box = spec.box_for(c.size, c.size, np.random.default_rng(0))  # fixed: rng unused
+    # fixed place: rng unused; random place: the IoU column is meaningless, coverage counts
+    true_box = spec.box_for(c.size, c.size, np.random.default_rng(0))
     discovery = {
         f"{name}_{method}": _discovery(audits[name], eval_data, method, true_box, c.seed + 5)
         for name in audits
@@ -255,6 +317,8 @@ def _run_cell(
         eval_accuracy={k: a.eval_accuracy for k, a in audits.items()},
         discovery=discovery,
         seconds=time.perf_counter() - t0,
+        kind=kind if jpeg_quality is None else f"{kind}+jpeg{jpeg_quality}",
+        blind={name: _blind(a, eval_data) for name, a in audits.items()},
     )
 
 
@@ -273,6 +337,8 @@ class PowerResult:
     thresholds: Thresholds
     styles: dict[int, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    kinds: list[str] = field(default_factory=lambda: ["solid"])
+    clean_audits: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed → on clean data
 
     def runs_table(self) -> pd.DataFrame:
         """One row per run: verdicts, accuracies, discovery and every condition's value."""
@@ -280,6 +346,7 @@ class PowerResult:
         for r in self.runs:
             row: dict[str, Any] = {
                 "seed": r.seed,
+                "kind": r.kind,
                 "size": r.size,
                 "prevalence": r.prevalence,
                 "position": str(r.position),
@@ -290,6 +357,9 @@ class PowerResult:
                 "poisoned_accuracy_on_clean": r.poisoned_accuracy_on_clean,
                 "discovery_hit": r.discovery.get("poisoned_saliency", {}).get("hit"),
                 "discovery_iou": r.discovery.get("poisoned_saliency", {}).get("iou"),
+                "blind_detected": r.blind_detected,
+                "coverage": r.blind.get("poisoned", {}).get("coverage"),
+                "clean_blind_leak": r.blind.get("clean", {}).get("leak"),
                 "seconds": r.seconds,
             }
             for model in ("clean", "poisoned"):
@@ -299,40 +369,52 @@ class PowerResult:
         return pd.DataFrame(rows)
 
     def table(self) -> pd.DataFrame:
-        """One row per (size, prevalence) cell: detection, false-alarm and discovery rates."""
+        """One row per (kind, size, prevalence) cell: detection, false-alarm and discovery rates."""
         rows = []
-        for size in self.sizes:
-            for prev in self.prevalences:
-                cell = [r for r in self.runs if r.size == size and r.prevalence == prev]
-                if not cell:
-                    continue
-                rows.append({
-                    "size": size,
-                    "prevalence": prev,
-                    "runs": len(cell),
-                    "detection_rate": _rate([r.detected for r in cell]),
-                    "false_alarm_rate": _rate([r.false_alarm for r in cell]),
-                    "missed_but_warned_rate": _rate(
-                        [not r.detected and r.warned("poisoned") for r in cell]
-                    ),
-                    "clean_warned_rate": _rate(
-                        [not r.false_alarm and r.warned("clean") for r in cell]
-                    ),
-                    "discovery_hit_rate": _rate(
-                        [r.discovery.get("poisoned_saliency", {}).get("hit") for r in cell]
-                    ),
-                    "discovery_hit_rate_lime": _rate(
-                        [r.discovery.get("poisoned_lime", {}).get("hit") for r in cell]
-                    ),
-                    "clean_strong_suspect_rate": _rate(
-                        [r.discovery.get("clean_saliency", {}).get("top_strong") for r in cell]
-                    ),
-                    "clean_accuracy": float(np.mean([r.clean_accuracy for r in cell])),
-                    "poisoned_accuracy": float(np.mean([r.poisoned_accuracy for r in cell])),
-                    "poisoned_accuracy_on_clean": float(
-                        np.mean([r.poisoned_accuracy_on_clean for r in cell])
-                    ),
-                })  # fmt: skip
+        kinds = list(dict.fromkeys(r.kind for r in self.runs))
+        cells = [(k, z, p) for k in kinds for z in self.sizes for p in self.prevalences]
+        for kind, size, prev in cells:
+            cell = [
+                r for r in self.runs if r.kind == kind and r.size == size and r.prevalence == prev
+            ]
+            if not cell:
+                continue
+            cover = [r.blind.get("poisoned", {}).get("coverage") for r in cell]
+            cover = [v for v in cover if v is not None and np.isfinite(v)]
+            rows.append({
+                "kind": kind,
+                "size": size,
+                "prevalence": prev,
+                "runs": len(cell),
+                "detection_rate": _rate([r.detected for r in cell]),
+                "false_alarm_rate": _rate([r.false_alarm for r in cell]),
+                "missed_but_warned_rate": _rate(
+                    [not r.detected and r.warned("poisoned") for r in cell]
+                ),
+                "clean_warned_rate": _rate(
+                    [not r.false_alarm and r.warned("clean") for r in cell]
+                ),
+                "discovery_hit_rate": _rate(
+                    [r.discovery.get("poisoned_saliency", {}).get("hit") for r in cell]
+                ),
+                "discovery_hit_rate_lime": _rate(
+                    [r.discovery.get("poisoned_lime", {}).get("hit") for r in cell]
+                ),
+                "clean_strong_suspect_rate": _rate(
+                    [r.discovery.get("clean_saliency", {}).get("top_strong") for r in cell]
+                ),
+                "blind_detection_rate": _rate([r.blind_detected for r in cell]),
+                "covered_rate": _rate([v >= 0.8 for v in cover]) if cover else float("nan"),
+                "mean_coverage": float(np.mean(cover)) if cover else float("nan"),
+                "clean_blind_flagged": _rate(
+                    [r.blind.get("clean", {}).get("leak") for r in cell]
+                ),
+                "clean_accuracy": float(np.mean([r.clean_accuracy for r in cell])),
+                "poisoned_accuracy": float(np.mean([r.poisoned_accuracy for r in cell])),
+                "poisoned_accuracy_on_clean": float(
+                    np.mean([r.poisoned_accuracy_on_clean for r in cell])
+                ),
+            })  # fmt: skip
         return pd.DataFrame(rows)
 
     def smallest_detected(self, min_rate: float = MIN_DETECTION) -> dict[float, int | None]:
@@ -348,7 +430,10 @@ class PowerResult:
     def false_alarms(self) -> dict[str, Any]:
         """Clean-model false alarms over all audits, and which runs they were."""
         hits = [r for r in self.runs if r.false_alarm]
+        on_clean = [a["verdict"] == "leak" for a in self.clean_audits.values()]
         return {
+            "clean_data_audits": len(on_clean),
+            "clean_data_false_alarms": int(sum(on_clean)),
             "audits": len(self.runs),
             "false_alarms": len(hits),
             "rate": _rate([r.false_alarm for r in self.runs]),
@@ -367,6 +452,9 @@ class PowerResult:
             "min_detection_rate": MIN_DETECTION,
             "discovery_iou": DISCOVERY_IOU,
             "styles": {str(k): v for k, v in self.styles.items()},
+            "kinds": self.kinds,
+            "cover_share": COVER_SHARE,
+            "clean_audits": {str(k): v for k, v in self.clean_audits.items()},
             "cells": self.table().to_dict(orient="records"),
             "smallest_detected_size": {str(k): v for k, v in self.smallest_detected().items()},
             "false_alarms": self.false_alarms(),
@@ -403,6 +491,11 @@ def run_power(
     lime: bool = True,
     checks: Checks | None = None,
     threads: int | None = None,
+    kinds: Sequence[str] = ("solid",),
+    random_place: bool = False,
+    jpeg_quality: int | None = None,
+    clean_data_audit: bool = False,
+    on_run: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> PowerResult:
     """Audit a clean and a poisoned model per (seed, size, prevalence); see the module docstring.
 
@@ -410,18 +503,35 @@ def run_power(
     tell size, position and prevalence are replaced by the sweep's. ``lime=False`` audits with
     saliency only (faster; fewer conditions). ``checks``: the audit's extra evidence (default:
     all, as shipped). ``threads``: torch threads during the sweep, restored afterwards — on a
-    busy machine one thread is several times faster than oversubscribed ones."""
+    busy machine one thread is several times faster than oversubscribed ones. ``kinds``,
+    ``random_place``, ``jpeg_quality``: the tells planted (see the module docstring);
+    ``clean_data_audit``: also audit each clean model on clean images without annotations.
+    ``on_run(what, record)`` is called as each run or clean-data audit finishes ("run" /
+    "clean"), so a long sweep on a busy machine leaves its results as it goes."""
     configure()
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))
     try:
-        return _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks)
+        extra = {
+            "kinds": list(kinds),
+            "random_place": random_place,
+            "jpeg_quality": jpeg_quality,
+            "clean_data_audit": clean_data_audit,
+            "on_run": on_run,
+        }
+        return _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks, extra)
     finally:
         torch.set_num_threads(before)
 
 
-def _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks) -> PowerResult:
+def _sweep(
+    sizes, prevalences, seeds, base, thresholds, progress, lime, checks, extra=None
+) -> PowerResult:
+    extra = extra or {"kinds": ["solid"]}
+    kinds = [str(k) for k in extra["kinds"]]
+    for k in kinds:
+        TellSpec(kind=k).validate(base.size if base else 48, base.size if base else 48)
     base = base or DemoConfig.quick()
     thresholds = thresholds or Thresholds()
     sizes, prevalences, seeds = (
@@ -432,10 +542,11 @@ def _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks) 
     _validate(sizes, prevalences, seeds, base)
     t_start = time.perf_counter()
     runs: list[PowerRun] = []
+    clean_audits: dict[int, dict[str, Any]] = {}
     styles: dict[int, dict[str, Any]] = {}
     seconds: dict[str, float] = {"train_clean": 0.0}
     bar = tqdm(
-        total=len(seeds) * (1 + len(sizes) * len(prevalences)),
+        total=len(seeds) * (1 + len(kinds) * len(sizes) * len(prevalences)),
         desc="power",
         unit="model",
         disable=not progress,
@@ -451,16 +562,35 @@ def _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks) 
         clean_model, clean_acc = train_model(c, clean, *split, "train clean", progress=False)
         seconds["train_clean"] += time.perf_counter() - t0
         bar.update(1)
-        for size in sizes:
-            for prev in prevalences:
-                bar.set_postfix(seed=seed, size=size, prevalence=prev)
-                cell = replace(c, tell_size=size, prevalence=prev)
-                runs.append(
-                    _run_cell(
-                        cell, clean, split, clean_model, clean_acc, style, thresholds, lime, checks
+        report = extra.get("on_run") or (lambda what, record: None)
+        if extra.get("clean_data_audit"):
+            clean_audits[c.seed] = audit_clean_data(c, clean, split, clean_model, thresholds)
+            report(
+                "clean", jsonable({"seed": c.seed, "accuracy": clean_acc, **clean_audits[c.seed]})
+            )
+        for kind in kinds:
+            for size in sizes:
+                for prev in prevalences:
+                    bar.set_postfix(seed=seed, kind=kind, size=size, prevalence=prev)
+                    cell = replace(c, tell_size=size, prevalence=prev)
+                    runs.append(
+                        _run_cell(
+                            cell,
+                            clean,
+                            split,
+                            clean_model,
+                            clean_acc,
+                            style,
+                            thresholds,
+                            lime,
+                            checks,
+                            kind,
+                            bool(extra.get("random_place")),
+                            extra.get("jpeg_quality"),
+                        )
                     )
-                )
-                bar.update(1)
+                    report("run", runs[-1].to_json())
+                    bar.update(1)
     bar.close()
     seconds["cells"] = float(sum(r.seconds for r in runs))
     seconds["total"] = time.perf_counter() - t_start
@@ -468,7 +598,76 @@ def _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks) 
     for swept in ("seed", "tell_size", "tell_position", "prevalence"):
         cfg.pop(swept)
     cfg["lime"] = lime
-    return PowerResult(runs, sizes, prevalences, seeds, cfg, thresholds, styles, seconds)
+    cfg.update({k: v for k, v in extra.items() if k not in ("kinds", "on_run")})
+    return PowerResult(
+        runs, sizes, prevalences, seeds, cfg, thresholds, styles, seconds, kinds, clean_audits
+    )
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a rate (Wilson 1927): 0 of 20 is not "0 %", it is
+    "at most ~16 %"."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - spread)), float(min(1.0, centre + spread))
+
+
+def clean_false_alarms(
+    seeds: Sequence[int],
+    base: DemoConfig | None = None,
+    threads: int | None = None,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One independent clean model per seed (own data, split and init), each audited on its own
+    clean test images without annotations (``audit_clean_data``)."""
+    configure()
+    base = base or DemoConfig.quick()
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    rows = []
+    try:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            c = replace(base, seed=int(seed))
+            clean = make_shapes(c.n_images, seed=c.seed, size=c.size, n_classes=c.n_classes)
+            split = split_indices(len(clean), c.test_fraction, seed=c.seed + 2)
+            model, acc = train_model(c, clean, *split, "train clean", progress=False)
+            row = audit_clean_data(c, clean, split, model, Thresholds())
+            row.update(seed=c.seed, accuracy=acc, seconds=time.perf_counter() - t0)
+            rows.append(jsonable(row))
+            if on_row is not None:
+                on_row(rows[-1])
+    finally:
+        torch.set_num_threads(before)
+    return rows
+
+
+def audit_clean_data(
+    c: DemoConfig,
+    clean: Dataset,
+    split: tuple[np.ndarray, np.ndarray],
+    model: nn.Module,
+    thresholds: Thresholds,
+) -> dict[str, Any]:
+    """The clean model on its own clean test images, no annotations, saliency only: what an
+    honest user sees. Only discovery's suspected tells can fail it (nothing else is known)."""
+    data = clean.subset(split[1][: c.n_eval])
+    audit = audit_model(
+        model, "clean on clean data", data, {"saliency": {}}, accuracy=float("nan"),
+        thresholds=thresholds, checks=Checks(sanity=False, ablation=False), progress=False,
+    )  # fmt: skip
+    top = audit.suspects[0] if audit.suspects else None
+    return {
+        "verdict": audit.verdict,
+        "conditions": _conditions(audit),
+        "top_strong": bool(top.found.strong) if top else False,
+        "top_source": top.found.source if top else None,
+        "eval_accuracy": audit.eval_accuracy,
+    }
 
 
 # ---------------------------------------------------------------- tables
@@ -550,6 +749,7 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
     size per prevalence, false alarms and (optionally) the calibration table."""
     t = result.table()
     cols = {
+        "kind": "kind",
         "size": "size",
         "prevalence": "prevalence",
         "runs": "runs",
@@ -559,6 +759,10 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
         "clean_warned_rate": "clean warned",
         "discovery_hit_rate": "discovery hit (saliency)",
         "discovery_hit_rate_lime": "discovery hit (LIME)",
+        "blind_detection_rate": "detected w/o annotations",
+        "covered_rate": "suspect covers ≥ 80 % of tells",
+        "mean_coverage": "mean coverage",
+        "clean_blind_flagged": "clean flagged w/o annotations",
         "clean_accuracy": "clean acc",
         "poisoned_accuracy": "poisoned acc",
         "poisoned_accuracy_on_clean": "poisoned acc, no tell",
@@ -579,6 +783,8 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
         + ", ".join(
             f"prevalence {p:g}: {'none' if s is None else f'{s} px'}" for p, s in smallest.items()
         ),
+        f"Clean models audited on clean images without annotations: "
+        f"{fa['clean_data_false_alarms']} of {fa['clean_data_audits']} flagged.",
         f"Clean-model false alarms: {fa['false_alarms']} of {fa['audits']} audits"
         + (
             " ("

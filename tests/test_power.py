@@ -125,3 +125,62 @@ def test_rate_of_nothing_is_nan():
 
     assert math.isnan(_rate([None, None]))
     assert _rate([True, False, None]) == 0.5
+
+
+def test_wilson_interval_brackets_the_rate():
+    from leakaudit.power import wilson_interval
+
+    lo, hi = wilson_interval(0, 20)
+    assert lo == 0.0 and 0.15 < hi < 0.18  # 0 of 20 is "at most ~16 %", not 0 %
+    lo, hi = wilson_interval(10, 20)
+    assert lo < 0.5 < hi and hi - 0.5 == pytest.approx(0.5 - lo)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_suspect_coverage_counts_tells_covered_by_the_box_in_their_own_image():
+    import numpy as np
+
+    from leakaudit.data.synthetic import make_shapes
+    from leakaudit.discovery import SuspectedTell
+    from leakaudit.power import suspect_coverage
+    from leakaudit.tells import TellSpec, poison
+
+    ds = poison(make_shapes(8, seed=0, size=32), TellSpec(size=6, position="random"), seed=0)
+    own = {i: s.tell_box for i, s in enumerate(ds)}
+    half = {i: (b[0], b[1], b[0] + 3, b[3]) for i, b in own.items()}  # exactly half the tell
+    sliver = {i: (b[0], b[1], b[0] + 2, b[3]) for i, b in own.items()}  # a third
+    for boxes, expected in ((own, 1.0), (half, 1.0), (sliver, 0.0), ({0: own[0]}, 1 / 8)):
+        sus = SuspectedTell(own[0], (1.0, 0.0, 0.0), [0], 1.0, 1.0, [], boxes=boxes)
+        assert suspect_coverage(sus, ds) == pytest.approx(expected)
+    fixed = SuspectedTell(own[0], (1.0, 0.0, 0.0), [0], 1.0, 1.0, [])  # one box everywhere
+    assert suspect_coverage(fixed, ds) == pytest.approx(np.mean([own[i] == own[0] for i in own]))
+    assert suspect_coverage(None, ds) == 0.0
+
+
+@pytest.fixture(scope="module")
+def moving() -> PowerResult:
+    return run_power(
+        sizes=(8,), prevalences=(1.0,), seeds=(0,), base=TINY, progress=False, threads=1,
+        lime=False, kinds=("border",), random_place=True, clean_data_audit=True,
+    )  # fmt: skip
+
+
+def test_kinds_axis_random_place_and_annotation_free_results(moving):
+    (run,) = moving.runs
+    assert run.kind == "border" and run.position == "random"
+    assert set(run.blind) == {"clean", "poisoned"}
+    for b in run.blind.values():
+        assert 0.0 <= b["coverage"] <= 1.0 and b["leak"] in (True, False)
+    row = moving.table().iloc[0]
+    assert row["kind"] == "border" and 0.0 <= row["mean_coverage"] <= 1.0
+    assert moving.clean_audits[0]["verdict"] in ("clean", "leak", "inconclusive")
+    fa = moving.false_alarms()
+    assert fa["clean_data_audits"] == 1
+    data = json.loads(json.dumps(moving.to_json(), allow_nan=False))
+    assert data["kinds"] == ["border"] and data["config"]["random_place"] is True
+    assert "detected w/o annotations" in format_power_table(moving)
+
+
+def test_unknown_kind_is_a_config_error():
+    with pytest.raises(ConfigError):
+        run_power(sizes=(8,), seeds=(0,), base=TINY, progress=False, kinds=("sticker",))
