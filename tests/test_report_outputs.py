@@ -193,3 +193,19 @@ def test_report_size_is_bounded_whatever_the_audit_size(tmp_path):
         assert html.count('<figure class="panel') <= 2 * 8 + 4  # worst + misclassified + typical
     assert sizes[1200] < 20e6
     assert abs(sizes[1200] - sizes[200]) < 0.1 * sizes[200], sizes
+
+
+def test_undecodable_file_name_does_not_break_the_report(tmp_path):
+    import copy
+
+    result = copy.deepcopy(two_model_result())
+    bad = "bad\udcff.png"  # os.listdir's surrogate escape for a non-UTF-8 byte
+    result.eval_data.samples[3] = result.eval_data.samples[3].with_(id=bad)
+    for audit in result.models.values():
+        audit.per_sample.loc[audit.per_sample["id"] == "img-00003", "id"] = bad
+    write_report(result, tmp_path, junit_path=tmp_path / "junit.xml")
+    assert "bad?.png" in (tmp_path / "report.html").read_text()
+    render_outputs(tmp_path, tmp_path / "again", ("html",))
+    assert (tmp_path / "again" / "report.html").read_bytes() == (
+        tmp_path / "report.html"
+    ).read_bytes()

@@ -36,6 +36,9 @@ SUMMARY_NAME, HTML_NAME, MD_NAME, JUNIT_NAME = (
     "junit.xml",
 )
 FORMATS = ("html", "md", "junit")
+# A file name that is not valid UTF-8 reaches us as a lone surrogate: write "?" for it (the
+# same on every render) rather than failing the whole report.
+TEXT = {"encoding": "utf-8", "errors": "replace"}
 
 
 def _named(result: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
@@ -405,14 +408,14 @@ def render_outputs(
     written: dict[str, Path] = {}
     if "html" in formats:
         written["html"] = out / HTML_NAME
-        written["html"].write_text(render_html_from(s, data), encoding="utf-8")
+        written["html"].write_text(render_html_from(s, data), **TEXT)
     if "md" in formats:
         written["md"] = out / MD_NAME
-        written["md"].write_text(render_markdown(s, data), encoding="utf-8")
+        written["md"].write_text(render_markdown(s, data), **TEXT)
     if "junit" in formats or junit_path is not None:
         written["junit"] = Path(junit_path) if junit_path is not None else out / JUNIT_NAME
         written["junit"].parent.mkdir(parents=True, exist_ok=True)
-        written["junit"].write_text(render_junit(s, data), encoding="utf-8")
+        written["junit"].write_text(render_junit(s, data), **TEXT)
     return written
 
 
