@@ -64,8 +64,13 @@ def _output_width(model, side: int, path: str) -> int:
 @click.option("--data", default=None, help="Images to show (viewer, feature maps, DeepDream).")
 @click.option("--format", "format_", default="imagefolder", show_default=True)
 @click.option("--mode", default="image", show_default=True, help="image | crop (VOC/COCO/CSV).")
-@click.option("--size", type=int, default=None, help="Input side in pixels [card, else 64].")
-@click.option("--n-images", type=int, default=8, show_default=True)
+@click.option(
+    "--size",
+    type=click.IntRange(4, 4096),
+    default=None,
+    help="Input side in pixels [card, else 64].",
+)
+@click.option("--n-images", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--steps", default="200,350,500", show_default=True, help="Ascent step counts.")
 @click.option("--layers", default=None, help="Layers for feature maps [every activation].")
 @click.option("--dream-layer", default=None, help="DeepDream layer [deepest watched].")
@@ -75,7 +80,7 @@ def _output_width(model, side: int, path: str) -> int:
     multiple=True,
     help="x0,y0,x1,y1=#rrggbb: measure this box and colour in every class picture (repeatable).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
 def insight(model_path, arch, classes, data, format_, mode, size, n_images, steps, layers,
             dream_layer, suspects, seed, out_dir):  # fmt: skip
@@ -84,12 +89,12 @@ def insight(model_path, arch, classes, data, format_, mode, size, n_images, step
     from leakaudit.data.formats import read_dataset
     from leakaudit.insight.page import PageOptions, build_page, write_page
     from leakaudit.models.load import ModelSpec, load_model, read_checkpoint_meta
+    from leakaudit.paths import check_out_dir
     from leakaudit.pipeline import stratified_limit
     from leakaudit.runtime import configure
 
+    check_out_dir(out_dir)  # before any work: a run must not fail at the end on a bad --out
     configure()
-    if n_images < 1:
-        raise ConfigError(f"--n-images must be ≥ 1, got {n_images}")
     meta = read_checkpoint_meta(model_path)
     prep = meta.get("preprocessing") or {}
     names = [c.strip() for c in classes.split(",")] if classes else meta.get("classes")
