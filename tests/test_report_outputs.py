@@ -209,3 +209,30 @@ def test_undecodable_file_name_does_not_break_the_report(tmp_path):
     assert (tmp_path / "again" / "report.html").read_bytes() == (
         tmp_path / "report.html"
     ).read_bytes()
+
+
+def test_command_line_is_rebuilt_from_the_options_given():
+    import click
+
+    from leakaudit.report.command import command_line
+
+    seen = {}
+
+    @click.group()
+    def cli():
+        pass
+
+    @cli.command()
+    @click.argument("folder")
+    @click.option("--out", default="x")
+    @click.option("--seed", type=int, default=0)
+    @click.option("--quick", is_flag=True)
+    @click.option("--tag", multiple=True)
+    def run(folder, out, seed, quick, tag):
+        seen["cmd"] = command_line(click.get_current_context())
+
+    res = CliRunner().invoke(cli, ["run", "my dir", "--quick", "--tag", "a|b", "--tag", "c",
+                                   "--out", "o;rm"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    # declaration order, defaults left out, shell-quoted
+    assert seen["cmd"] == "leakaudit run 'my dir' --out 'o;rm' --quick --tag 'a|b' --tag c"
