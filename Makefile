@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench bccd power lint clean
+.PHONY: venv demo test bench bccd power lint clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "leakaudit needs Python 3.11, found " + sys.version.split()[0]'
@@ -19,8 +19,14 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/leakaudit demo --out out/demo
 
-test: venv lint
+test: venv lint browser
 	$(BIN)/python -m pytest
+
+# tests/test_browser.py opens real reports in headless Chromium (skipped without it unless CI is
+# set). Debian's package is installed when missing; this needs root (CI containers run as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
+	  || echo "warning: could not install chromium; tests/test_browser.py skips (fails when CI is set)"
 
 lint: venv
 	$(BIN)/ruff check .

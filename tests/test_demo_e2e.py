@@ -3,17 +3,11 @@
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from leakaudit.cli import main
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    res = CliRunner().invoke(main, ["demo", "--quick", "--quiet", "--seed", "1", "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    return out, res.output
+def demo_out(demo_quick):
+    return demo_quick  # one quick demo run per session (tests/conftest.py), shared
 
 
 def test_cheating_model_is_caught_and_clean_model_is_not(demo_out):
