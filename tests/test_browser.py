@@ -45,7 +45,8 @@ r.verdicts=[].map.call(document.querySelectorAll('.verdict'),function(e){
   return {text:e.textContent.trim(),visible:box(e)};});
 var imgs=document.querySelectorAll('.gallery img');
 r.gallery_imgs=imgs.length;
-r.gallery_shown=[].filter.call(imgs,function(i){return i.complete&&i.naturalWidth>0&&box(i);}).length;
+r.gallery_shown=[].filter.call(imgs,function(i){
+  return i.complete&&i.naturalWidth>0&&box(i);}).length;
 var t=document.getElementById('toggle-heat'), h=document.querySelector('img.heat');
 if(t&&h){t.click();r.heat_hidden=getComputedStyle(h).visibility==='hidden';t.click();
   r.heat_back=getComputedStyle(h).visibility==='visible';}
