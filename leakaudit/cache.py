@@ -85,6 +85,16 @@ def _array_digest(arrays: dict[str, np.ndarray], key: str) -> str:
     return h.hexdigest()
 
 
+def default_cache_dir() -> Path:
+    """Where attributions are kept unless ``--cache-dir`` says otherwise: ``$LEAKAUDIT_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/leakaudit``, else ``~/.cache/leakaudit`` — a user cache folder, not
+    the working directory, so audits do not litter a repository."""
+    if os.environ.get("LEAKAUDIT_CACHE_DIR"):
+        return Path(os.environ["LEAKAUDIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "leakaudit"
+
+
 class AttributionCache:
     """Entries at ``<root>/<method>/<key[:2]>/<key>.npz``; ``enabled=False`` makes it a no-op."""
 

@@ -251,7 +251,12 @@ _AUDIT_OPTIONS = [
         help="TOML file with any of these options (CLI flags win).",
     ),
     click.option("--out", default=None, help="Output folder [out/audit]."),
-    click.option("--cache-dir", default=None, help="Attribution cache [.leakaudit-cache]."),
+    click.option(
+        "--cache-dir",
+        default=None,
+        help="Attribution cache, reused across runs [default: $LEAKAUDIT_CACHE_DIR, else "
+        "~/.cache/leakaudit].",
+    ),
     click.option(
         "--no-cache",
         "no_cache",
@@ -312,7 +317,7 @@ _AUDIT_OPTIONS = [
         "--budget",
         default=None,
         help="Time budget, e.g. 15m: LIME, occlusion, IG and SmoothGrad explain a stratified "
-        "sample that fits (reported with 95 %% CIs); cheap methods cover every image "
+        "sample that fits (reported with 95 % CIs); cheap methods cover every image "
         "[default: none, every image].",
     ),
     click.option(
@@ -373,6 +378,7 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
     _echo_warnings(result.notes)
     click.echo(f"report:  {html}")
     click.echo(f"summary: {summary}")
+    _echo_cache(opts)
     sys.exit(exit_code([model.verdict], [model.conditions], fail_on))
 
 
@@ -430,6 +436,14 @@ def _echo_conditions(conditions) -> None:
             click.echo(line)
 
 
+def _echo_cache(opts) -> None:
+    from leakaudit.cache import default_cache_dir
+
+    if opts.cache:
+        where = opts.cache_dir or default_cache_dir()
+        click.echo(f"cache:   {where} (reused by later runs; --no-cache to skip)", err=True)
+
+
 def _echo_warnings(notes: list[str]) -> None:
     for note in notes:
         if note.startswith("Warning:"):
@@ -477,6 +491,7 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
     _echo_warnings(result.notes)
     click.echo(f"report:  {html}")
     click.echo(f"summary: {summary}")
+    _echo_cache(opts)
     audits = list(result.models.values())
     sys.exit(exit_code([a.verdict for a in audits], [a.conditions for a in audits], fail_on))
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from leakaudit.audit import AuditResult, Checks, ModelAudit, audit_model
 from leakaudit.budget import parse_duration
-from leakaudit.cache import AttributionCache
+from leakaudit.cache import AttributionCache, default_cache_dir
 from leakaudit.data.formats import TELLS_FILE, detect_format, read_dataset
 from leakaudit.data.samples import Dataset
 from leakaudit.discovery import wilson_lower
@@ -76,7 +76,7 @@ class AuditOptions:
     ablation: bool = True
     thresholds: dict[str, list[float]] = field(default_factory=dict)
     cache: bool = True  # reuse attributions across runs (resume after an interruption)
-    cache_dir: str = ".leakaudit-cache"
+    cache_dir: str | None = None  # None: the user cache folder (cache.default_cache_dir)
     out: str = "out/audit"
     device: str = "auto"  # auto | cpu | cuda | mps (auto: CUDA when available)
     amp: bool = False  # autocast the forward passes of LIME and occlusion
@@ -336,7 +336,10 @@ def _load(
     return spec.wrap(model), spec, crop_mismatch(opts, meta, path)
 
 
-def _audit(opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, progress: bool):
+def audit_one(
+    opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, progress: bool
+) -> ModelAudit:
+    """One model on one evaluation set, with every option of `opts` (CLI and Python API)."""
     methods: dict[str, dict[str, Any]] = {m: {} for m in opts.methods}
     if "lime" in methods:
         methods["lime"] = {"n_samples": opts.lime_samples, "n_segments": opts.lime_segments,
@@ -345,9 +348,9 @@ def _audit(opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, 
                     seed=opts.seed)  # fmt: skip
     audit = audit_model(
         model, name, eval_data, methods, accuracy=float("nan"),
-        thresholds=Thresholds.from_dict(opts.thresholds), gallery=_gallery(eval_data),
+        thresholds=Thresholds.from_dict(opts.thresholds), gallery=gallery_indices(eval_data),
         progress=progress, checks=checks,
-        cache=AttributionCache(opts.cache_dir, enabled=opts.cache),
+        cache=AttributionCache(opts.cache_dir or default_cache_dir(), enabled=opts.cache),
         device=resolve_device(opts.device), amp=opts.amp, budget_s=parse_duration(opts.budget),
         layer=opts.layer,
     )  # fmt: skip
@@ -355,7 +358,7 @@ def _audit(opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, 
     return audit
 
 
-def _gallery(data: Dataset) -> list[int]:
+def gallery_indices(data: Dataset) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, len(data) - 1, num=min(8, len(data)))})
 
 
@@ -382,7 +385,7 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     notes += limit_notes(eval_data, limited)
     eval_data = limited
     eval_data.problems = list(data.problems)
-    audit = _audit(opts, model, "model", eval_data, progress)
+    audit = audit_one(opts, model, "model", eval_data, progress)
     notes += tell_notes(opts, eval_data) + accuracy_notes("The model", audit, eval_data)
     config = asdict(opts)
     config["model_spec"] = spec.to_dict()
@@ -391,7 +394,7 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
         class_names=list(data.class_names),
         models={"model": audit},
         eval_data=eval_data,
-        gallery=_gallery(eval_data),
+        gallery=gallery_indices(eval_data),
         seed=opts.seed,
         config=config,
         thresholds=Thresholds.from_dict(opts.thresholds),
@@ -479,7 +482,7 @@ def run_compare(
     for name, path in zip(names, (model_a, model_b), strict=True):
         model, specs[name], warning = _load(opts, path, data, size)
         warnings += [warning] if warning else []
-        audits[name] = _audit(opts, model, name, eval_data, progress)
+        audits[name] = audit_one(opts, model, name, eval_data, progress)
         warnings += accuracy_notes(f"Model {name}", audits[name], eval_data)
     config = asdict(opts)
     config["model_specs"] = {n: s.to_dict() for n, s in specs.items()}
@@ -488,7 +491,7 @@ def run_compare(
         class_names=list(data.class_names),
         models=audits,
         eval_data=eval_data,
-        gallery=_gallery(eval_data),
+        gallery=gallery_indices(eval_data),
         seed=opts.seed,
         config=config,
         thresholds=Thresholds.from_dict(opts.thresholds),

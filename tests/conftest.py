@@ -8,6 +8,15 @@ from click.testing import CliRunner
 from leakaudit.cli import main
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Audits that use the default cache write into a temporary folder, not ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LEAKAUDIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def demo_quick(tmp_path_factory):
     """`leakaudit demo --quick --seed 1` once: its output folder and printed text.
