@@ -58,6 +58,22 @@ def test_resnet18_audits_end_to_end(data) -> None:
     assert steps == [1, 11, 21, 31, 41]
 
 
+def test_scripted_resnet_gets_gradcam_maps_in_an_audit(data) -> None:
+    model = build("resnet18", 3, seed=0, width=4).eval()
+    methods = {"gradcam": {}}
+    eager = _audit(model, data, methods)
+    scripted = _audit(torch.jit.script(model), data, methods)
+    assert not scripted.set_aside and scripted.method_params["gradcam"]["layer"] == (
+        "layer4.1.conv2"
+    )
+    np.testing.assert_allclose(
+        scripted.compact_maps["gradcam"].astype(np.float32),
+        eager.compact_maps["gradcam"].astype(np.float32),
+        atol=2e-3,
+    )
+    assert scripted.sanity["gradcam"].steps  # the randomisation cascade ran on the script too
+
+
 def test_vit_sets_gradcam_aside_with_a_reason(data) -> None:
     model = build("vit_tiny", 3, seed=0, image_size=SIZE, patch=8, dim=32, depth=2, heads=2)
     assert not any(isinstance(m, nn.Conv2d) for m in model.modules())
