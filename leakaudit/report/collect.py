@@ -176,7 +176,7 @@ def offender_score(
 def choose_galleries(
     data: ReportData, summary: dict[str, Any], image_hw: tuple[int, int], k: int = MAX_PANELS
 ) -> list[dict[str, Any]]:
-    """Worst offenders and confident mistakes per model, then one typical image per class."""
+    """Worst offenders of every model, then confident mistakes, then a typical image per class."""
     galleries: list[dict[str, Any]] = []
     method = data.meta.get("rank_method")
     for model in data.model_names:
@@ -210,6 +210,8 @@ def choose_galleries(
                 "items": [{"index": int(i), "value": float(rows["confidence"][i])} for i in order],
             }
         )
+    order = {"worst": 0, "misclassified": 1}  # all models' offenders first: the evidence
+    galleries.sort(key=lambda g: order[g["kind"]])
     typical = typical_per_class(data, method, len(summary["class_names"]))
     galleries.append(
         {
