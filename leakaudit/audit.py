@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 from leakaudit import scores
 from leakaudit.ablation import region_ablation
 from leakaudit.behaviour import removal_test, swap_test, tell_colours
-from leakaudit.budget import COSTLY, make_plan, stratified_sample
+from leakaudit.budget import (
+    COSTLY,
+    Plan,
+    fmt_seconds,
+    make_plan,
+    passes_per_image,
+    stratified_sample,
+)
 from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
 from leakaudit.data.samples import Dataset
 from leakaudit.discovery import (
@@ -42,7 +49,12 @@ from leakaudit.models.train import (
     to_tensor,
 )
 from leakaudit.runtime import model_device, resolve_device
-from leakaudit.sanity import SanityResult, randomisation_check
+from leakaudit.sanity import (
+    SanityResult,
+    cascade_steps,
+    parameterised_modules,
+    randomisation_check,
+)
 from leakaudit.stats import bootstrap_ci
 from leakaudit.verdict import Condition, Thresholds, build_conditions, suspect_conditions, verdict
 
@@ -259,6 +271,8 @@ def audit_model(
                 covered[m] = stratified_sample(labels, mp.n_planned, checks.seed)
                 mp.n_planned = len(covered[m])  # the per-class minimum may add a few
         plan_lines = plan.lines()
+        if checks.sanity:
+            plan_lines.append(_sanity_plan(model, plan, methods, checks, budget_s is not None, n))
         if progress:
             for line in plan_lines:
                 print(f"{name}: {line}", file=sys.stderr)
@@ -368,6 +382,30 @@ def audit_model(
         plan=plan_lines,
         seed=checks.seed,
     )
+
+
+def _sanity_plan(
+    model: nn.Module,
+    plan: Plan,
+    methods: dict[str, dict[str, Any]],
+    checks: Checks,
+    budgeted: bool,
+    n: int,
+) -> str:
+    """The plan line for the randomisation check: (steps + 1) explanations of its images."""
+    steps = len(cascade_steps(len(parameterised_modules(model))))
+    total = 0.0
+    for method, kwargs in methods.items():
+        params = dict(kwargs)
+        if method == "lime":
+            params["n_samples"] = min(int(params.get("n_samples", 500)), 200)
+        k = min(n, checks.sanity_images)
+        if budgeted and method in COSTLY:
+            k = min(k, checks.sanity_images_costly)
+        f, b = passes_per_image(method, params, plan.shape)
+        total += (steps + 1) * k * (f * plan.forward_s + b * plan.backward_s)
+    what = f"{steps} randomisation steps × {len(methods)} method(s)"
+    return f"plan: {'sanity check':<22} {what} ≈ {fmt_seconds(total)}"
 
 
 def _device(device: torch.device | str | None) -> torch.device | None:

@@ -95,7 +95,7 @@ class MethodPlan:
         )
         return (
             f"plan: {self.method:<22} {' + '.join(cost)} pass(es)/image × {cover}"
-            f" ≈ {_fmt_s(self.seconds)}"
+            f" ≈ {fmt_seconds(self.seconds)}"
         )
 
 
@@ -107,18 +107,20 @@ class Plan:
     backward_s: float  # seconds per image, forward+backward
     batch: int
     budget_s: float | None
+    shape: tuple[int, int] = (0, 0)  # image height, width
     methods: dict[str, MethodPlan] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         head = (
             f"plan: measured {1 / self.forward_s:.1f} img/s forward, "
             f"{1 / self.backward_s:.1f} img/s forward+backward (batch {self.batch}); "
-            + (f"budget {_fmt_s(self.budget_s)}" if self.budget_s else "no time budget")
+            + (f"budget {fmt_seconds(self.budget_s)}" if self.budget_s else "no time budget")
         )
         return [head, *(m.line() for m in self.methods.values())]
 
 
-def _fmt_s(s: float | None) -> str:
+def fmt_seconds(s: float | None) -> str:
+    """Seconds as "42 s", "3.5 min" or "2.1 h" for plan lines."""
     if s is None or not np.isfinite(s):
         return "?"
     if s < 120:
@@ -179,8 +181,8 @@ def make_plan(
 ) -> Plan:
     """Measure on ``probe`` (one batch of real images) and split ``budget_s`` over methods."""
     fwd, bwd = measure_passes(model, probe)
-    plan = Plan(fwd, bwd, len(probe), budget_s)
-    shape = tuple(probe.shape[1:3])
+    shape = (int(probe.shape[1]), int(probe.shape[2]))
+    plan = Plan(fwd, bwd, len(probe), budget_s, shape)
     per_image = {}
     for m, params in methods.items():
         f, b = passes_per_image(m, params, shape)

@@ -241,7 +241,7 @@ def test_budget_samples_costly_methods_with_intervals(data) -> None:
     done = np.zeros(len(data), bool)
     done[covered] = True
     assert np.isfinite(lime_maps[done]).all() and np.isnan(lime_maps[~done]).all()
-    assert len(audit.plan) == 3  # header + one line per method
+    assert len(audit.plan) == 4  # header, one line per method, the sanity check
 
 
 def test_amp_lime_is_recorded_and_close(data) -> None:
