@@ -67,6 +67,17 @@ def _box_of(mask: np.ndarray, grow: int) -> Box:
     )
 
 
+class _Blurred:
+    """The 3×3 mean of image i, computed when asked (a stacked copy of 10 000 images would
+    take a gigabyte)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return ndimage.uniform_filter(self.images[i], size=(3, 3, 1), mode="nearest")
+
+
 def _quantise(images: np.ndarray, levels: int) -> np.ndarray:
     q = np.clip((images * levels).astype(np.int64), 0, levels - 1)
     return (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
@@ -102,7 +113,7 @@ def colour_candidates(
     n, h, w = attr.shape
     outside = attr * ~excl
     smooth = ndimage.gaussian_filter(outside, sigma=(0, 1, 1))
-    blurred = ndimage.uniform_filter(images, size=(1, 3, 3, 1), mode="nearest")
+    blurred = _Blurred(images)
     n_top = max(min_pixels, int(round(top_fraction * h * w)))
     flat = smooth.reshape(n, -1)
     top = np.argsort(-flat, axis=1, kind="stable")[:, :n_top]
@@ -114,9 +125,10 @@ def colour_candidates(
     topmask = topmask.reshape(n, h, w)
     n_bins = levels**3
     views = []  # (top-pixel colours, their bin codes) in the image and in its 3×3 mean
-    for img, cds in ((images, codes), (blurred, _quantise(blurred, levels))):
-        rgb = img.reshape(n, -1, 3)[np.arange(n)[:, None], top]
-        views.append((rgb, np.take_along_axis(cds.reshape(n, -1), top, axis=1)))
+    rgb = images.reshape(n, -1, 3)[np.arange(n)[:, None], top]
+    views.append((rgb, np.take_along_axis(codes.reshape(n, -1), top, axis=1)))
+    rgb = np.stack([blurred[i].reshape(-1, 3)[top[i]] for i in range(n)]) if n else rgb
+    views.append((rgb, _quantise(rgb, levels)))
     lo, hi = min_pixels, max(min_pixels, int(max_blob_fraction * h * w))
     ctx = (labels, valid, images, blurred, ~excl, smooth, topmask, weights, views[0][0],
            min_colour_weight)  # fmt: skip
@@ -162,9 +174,15 @@ def _candidate(
     boxes: dict[int, Box] = {}
     areas: list[int] = []
     mass: dict[int, float] = {}
-    near_c = (np.abs(images - centre).max(-1) <= tol) | (np.abs(blurred - centre).max(-1) <= tol)
+    near_c: dict[int, np.ndarray] = {}  # per image, not stacked: audits can hold 10 000 images
+
+    def has_colour(i: int) -> np.ndarray:
+        near = np.abs(images[i] - centre).max(-1) <= tol
+        return near | (np.abs(blurred[i] - centre).max(-1) <= tol)
+
     for i in np.flatnonzero(valid):
-        lab, k_comp = ndimage.label(near_c[i] & allowed[i])
+        near_c[int(i)] = has_colour(int(i)) & allowed[i]
+        lab, k_comp = ndimage.label(near_c[int(i)])
         if k_comp == 0:
             continue
         sizes = np.bincount(lab.ravel(), minlength=k_comp + 1)[1:]
@@ -196,7 +214,7 @@ def _candidate(
     other_share = float(has_blob[others].mean()) if len(others) else 0.0
     score = max(0.0, wilson_lower(n_appear, len(members)) - other_share)
     hit = members[appear]
-    px = np.concatenate([images[i][near_c[i] & allowed[i]] for i in hit])
+    px = np.concatenate([images[i][near_c[int(i)]] for i in hit])
     colour = tuple(float(v) for v in px.mean(axis=0))
     order = sorted(mass, key=lambda i: (-mass[i], i))[:n_examples]
     return ColourCandidate(
