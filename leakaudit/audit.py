@@ -48,7 +48,7 @@ from leakaudit.models.train import (
     probabilities,
     to_tensor,
 )
-from leakaudit.runtime import model_device, resolve_device
+from leakaudit.runtime import images_per_batch, model_device, resolve_device
 from leakaudit.sanity import (
     SanityResult,
     cascade_steps,
@@ -201,6 +201,8 @@ def predict_all(model: nn.Module, data: Dataset, batch_size: int = 256) -> np.nd
     """(N, C) softmax probabilities, the images stacked one batch at a time: the audit's one
     prediction pass, reused by accuracy, behaviour, ablation and the suspect checks."""
     out, bad = [], 0
+    if len(data):
+        batch_size = images_per_batch(batch_size, data[0].image.shape[:2])
     for s in range(0, len(data), batch_size):
         probs, n_bad = probabilities(model, _stack(data.samples[s : s + batch_size]), batch_size)
         out.append(probs)
@@ -264,6 +266,8 @@ def audit_model(
     timings["predict"] = time.perf_counter() - t0
     model_hash = model_fingerprint(model) if cache is not None and cache.enabled else ""
     methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
+    if n:  # bounded memory at large image sizes; unchanged at ≤ 64 px
+        batch_size = images_per_batch(batch_size, data[0].image.shape[:2])
     if n and (progress or budget_s is not None):
         plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s)
         for m, mp in plan.methods.items():

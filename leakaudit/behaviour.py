@@ -20,6 +20,7 @@ from torch import nn
 from leakaudit.data.samples import Sample
 from leakaudit.discovery import wilson_lower
 from leakaudit.models.train import predict_proba
+from leakaudit.runtime import images_per_batch
 from leakaudit.tells import draw_rectangle
 
 
@@ -49,6 +50,8 @@ def predict_labels(
     preds: list[np.ndarray] = []
     batch: list[np.ndarray] = []
     for img in images:
+        if not batch and not preds:  # first image: size the batch by its pixel count
+            batch_size = images_per_batch(batch_size, img.shape[:2])
         batch.append(img)
         if len(batch) == batch_size:
             preds.append(predict_proba(model, np.stack(batch), batch_size).argmax(1))

@@ -34,11 +34,12 @@ from leakaudit.runtime import autocast, configure, model_device
 BASELINES = ("blur", "constant", "mean")
 
 # Perturbed images per forward pass. On the CPU 256 was measured fastest at 64 px (larger
-# batches spill the caches); the batch is capped so one batch's input stays ≤ 64 MB (111 images
-# at 224 px). On a GPU the cap is a 1/64 share of free memory for the input (activations of a
-# ResNet-sized model take tens of times the input), at most 1024.
+# batches spill the caches); the batch is capped so one batch's input stays ≤ 16 MB (27 images
+# at 224 px: a ResNet-18's live activations are then ~0.3 GB, not 1+ GB). On a GPU the cap
+# is a 1/64 share of free memory for the input (activations of a ResNet-sized model take tens
+# of times the input), at most 1024.
 CPU_FORWARD_BATCH = 256
-CPU_BATCH_BYTES = 64 * 2**20
+CPU_BATCH_BYTES = 16 * 2**20
 
 
 def forward_batch_for(image_shape: tuple[int, ...], device: torch.device) -> int:
