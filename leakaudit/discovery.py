@@ -406,6 +406,8 @@ def discover_tells(
         )  # fmt: skip
         for group in merge_colour_candidates(cands):
             sus = _colour_suspect(group)
+            if sus.score <= 0:  # a colour other classes show as often: nothing to test
+                continue
             if not any(_same_tell(sus, p) for p in suspects if not p.moves):
                 suspects.append(sus)
         suspects.sort(key=lambda s: (-s.score, -s.share, -box_area(s.box), s.box))
