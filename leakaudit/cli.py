@@ -187,7 +187,7 @@ _AUDIT_OPTIONS = [
         "format_",
         type=FORMATS,
         default=None,
-        help="Dataset format [default: imagefolder].",
+        help="Dataset format [default: detected from --data].",
     ),
     click.option(
         "--mode",
@@ -221,6 +221,12 @@ _AUDIT_OPTIONS = [
         "--max-per-class", type=POSITIVE, default=None, help="Cap samples per class (seeded)."
     ),
     click.option("--images-root", default=None, help="COCO/CSV: folder holding the images."),
+    click.option(
+        "--skip-unknown",
+        is_flag=True,
+        default=None,
+        help="Drop objects of classes not in --classes (counted) instead of stopping.",
+    ),
     click.option("--masks", default=None, help="imagefolder: parallel tree of region-mask PNGs."),
     click.option(
         "--tells",

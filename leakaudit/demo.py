@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from torch import nn
 
-from leakaudit.audit import AuditResult, audit_model
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.model_audit import AuditResult, audit_model
 from leakaudit.models.train import accuracy, train_classifier
 from leakaudit.models.zoo import build
 from leakaudit.runtime import configure

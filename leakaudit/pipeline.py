@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from leakaudit.audit import AuditResult, Checks, ModelAudit, audit_model
 from leakaudit.budget import parse_duration
 from leakaudit.cache import AttributionCache, default_cache_dir
 from leakaudit.data.formats import TELLS_FILE, detect_format, read_dataset
@@ -25,6 +24,7 @@ from leakaudit.data.samples import Dataset
 from leakaudit.discovery import wilson_lower
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.explain import EXPLAINERS
+from leakaudit.model_audit import AuditResult, Checks, ModelAudit, audit_model
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
 from leakaudit.runtime import configure, resolve_device

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leakaudit.audit import Checks, ModelAudit, audit_model
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.demo import DemoConfig, train_model
@@ -48,6 +47,7 @@ from leakaudit.discovery import (
 )
 from leakaudit.errors import ConfigError
 from leakaudit.jsonable import jsonable
+from leakaudit.model_audit import Checks, ModelAudit, audit_model
 from leakaudit.models.train import accuracy
 from leakaudit.runtime import configure
 from leakaudit.tells import CORNERS, TellSpec, poison

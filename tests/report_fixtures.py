@@ -12,9 +12,9 @@ import functools
 import numpy as np
 import pandas as pd
 
-from leakaudit.audit import SCORE_COLUMNS, AuditResult, ModelAudit
 from leakaudit.data.samples import DataProblem, Dataset, Sample
 from leakaudit.discovery import SuspectedTell
+from leakaudit.model_audit import SCORE_COLUMNS, AuditResult, ModelAudit
 from leakaudit.sanity import LayerStep, SanityResult
 from leakaudit.verdict import Condition, Thresholds, verdict
 
@@ -70,7 +70,7 @@ def _model(name: str, k: int, data: Dataset, conditions: list[Condition]) -> Mod
     maps = {m: rng.random((n, SIDE, SIDE)).astype(np.float32) for m in METHODS}
     steps = [LayerStep(f"block{j}", 0.9 - 0.3 * j, 0.5) for j in range(4)]
     suspect = SuspectedTell((1, 1, 6, 6), (1.0, 0.2, 0.1), [0, 1], 0.9, 0.8, [0])
-    from leakaudit.audit import Suspect
+    from leakaudit.model_audit import Suspect
 
     audit = ModelAudit(
         name=name,

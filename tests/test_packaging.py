@@ -7,6 +7,7 @@ The fresh venv gets only the wheel; the heavy dependencies (torch, …) come fro
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,8 +28,15 @@ def _sh(*args: str | Path, cwd: Path | None = None) -> str:
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("pkg")
+    src = tmp / "src"  # a clean copy: no stale build/ folder can leak into the wheel
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("leakaudit", "reports_templates"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
     _sh(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-        "-w", tmp / "dist", ROOT)  # fmt: skip
+        "-w", tmp / "dist", src)  # fmt: skip
     (wheel,) = (tmp / "dist").glob("leakaudit-*.whl")
     venv = tmp / "venv"
     _sh(sys.executable, "-m", "venv", "--without-pip", venv)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from leakaudit.audit import AuditResult, audit_model
 from leakaudit.data.samples import DataProblem, Dataset
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.model_audit import AuditResult, audit_model
 from leakaudit.models.zoo import build
 from leakaudit.report import render_html, to_summary, write_report
 from leakaudit.tells import TellSpec, poison

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from leakaudit.audit import Checks, audit_model, compact
 from leakaudit.behaviour import removal_test
 from leakaudit.budget import make_plan, parse_duration, passes_per_image, stratified_sample
 from leakaudit.data.synthetic import make_shapes
@@ -16,6 +15,7 @@ from leakaudit.errors import ConfigError, ModelOutputError
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
 from leakaudit.explain.gradcam import last_conv
+from leakaudit.model_audit import Checks, audit_model, compact
 from leakaudit.models.train import predict_proba
 from leakaudit.models.zoo import ResNet18, TinyViT, build
 from leakaudit.runtime import resolve_device

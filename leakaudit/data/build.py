@@ -72,7 +72,7 @@ def _resolve_classes(
             else:
                 raise DatasetError(
                     f"class {o.label!r} ({o.where or r.source}) is not in the given classes "
-                    f"{classes}; add it or pass skip_unknown=True"
+                    f"{classes}; add it to --classes, or pass --skip-unknown to drop such objects"
                 )
         r.objects = kept
     for name, n in sorted(dropped.items()):
@@ -135,14 +135,7 @@ def _select(
     for name in class_names:
         idx = np.flatnonzero(labels == name)
         if len(idx) > max_per_class:
-            idx = rng.choice(idx, size=max_per_class, replace=False)
-            problems.append(
-                DataProblem(
-                    name,
-                    f"{int((labels == name).sum())} samples, max_per_class={max_per_class}",
-                    "subsampled",
-                )
-            )
+            idx = rng.choice(idx, size=max_per_class, replace=False)  # asked for: not a problem
         keep[idx] = True
     return [u for u, k in zip(units, keep, strict=True) if k]
 

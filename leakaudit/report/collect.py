@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from leakaudit import __version__
-from leakaudit.audit import AuditResult, ModelAudit
+from leakaudit.model_audit import AuditResult, ModelAudit
 from leakaudit.report.bundle import (
     SCORE_COLUMNS,
     ReportData,

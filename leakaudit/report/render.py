@@ -20,8 +20,8 @@ import numpy as np
 from markupsafe import Markup
 
 from leakaudit import __version__
-from leakaudit.audit import AuditResult, per_class_table
 from leakaudit.jsonable import jsonable
+from leakaudit.model_audit import AuditResult, per_class_table
 from leakaudit.report import pictures, plots
 from leakaudit.report.bundle import BUNDLE_NAME, ReportData, load_bundle, save_bundle
 from leakaudit.report.numbers import KEY_SCORES, fmt, fmt_ci, key_numbers, method_order, model_order
@@ -39,6 +39,11 @@ FORMATS = ("html", "md", "junit")
 # A file name that is not valid UTF-8 reaches us as a lone surrogate: write "?" for it (the
 # same on every render) rather than failing the whole report.
 TEXT = {"encoding": "utf-8", "errors": "replace"}
+
+
+# summary.json layout version: bump it when a key changes meaning or disappears (adding keys is
+# compatible). 2 = first versioned layout (docs/summary-schema.md).
+SUMMARY_SCHEMA_VERSION = 2
 
 
 def _named(result: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
@@ -121,6 +126,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
         }
     return jsonable(
         {
+            "schema_version": SUMMARY_SCHEMA_VERSION,
             "leakaudit_version": __version__,
             "title": result.title,
             "seed": result.seed,
@@ -449,6 +455,14 @@ def write_report(
     json_path.write_text(summary_text(summary))
     save_bundle(collect(result, summary, command), out / BUNDLE_NAME)
     written = render_outputs(out, out, ("html", "md"), junit_path=junit_path)
-    info = {"timings_s": {k: round(v, 2) for k, v in result.timings.items()}, **(run_info or {})}
+    timings = result.timings or {n: a.seconds for n, a in result.models.items()}
+    info = {"timings_s": _rounded(timings), **(run_info or {})}
     (out / "run_info.json").write_text(json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n")
     return written["html"], json_path
+
+
+def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
+    """Seconds to 0.01 s, nested per model where the audit kept them per model."""
+    return {
+        k: _rounded(v) if isinstance(v, dict) else round(float(v), 2) for k, v in timings.items()
+    }
