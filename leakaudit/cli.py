@@ -294,6 +294,13 @@ _AUDIT_OPTIONS = [
         help="Channel order the model expects [default: RGB].",
     ),
     click.option(
+        "--insight",
+        is_flag=True,
+        default=None,
+        help="Also visualise each class (activation maximisation) and measure how much of it "
+        "paints a strong suspected tell; written to summary.json (informational).",
+    ),
+    click.option(
         "--force-classes",
         is_flag=True,
         default=None,

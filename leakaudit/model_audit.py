@@ -88,6 +88,9 @@ class ModelAudit:
     # methods that explained a budgeted sample only -> its sorted indices into the data
     covered: dict[str, np.ndarray] = field(default_factory=dict)
     plan: list[str] = field(default_factory=list)  # the plan lines printed before the work
+    # `--insight`: each class's visualisation measured against the strong suspects
+    # (insight.witness.class_witness); empty when not asked for
+    insight: list[dict[str, Any]] = field(default_factory=list)
     seed: int = 0
 
     def method_means(self) -> dict[str, dict[str, float]]:

@@ -62,6 +62,7 @@ class AuditOptions:
     std: list[float] | None = None
     channel_order: str = "RGB"
     force_classes: bool = False  # let --classes contradict the checkpoint's own class order
+    insight: bool = False  # measure each class's visualisation against the strong suspects
     train: bool = False  # train a bundled model on part of the data and audit the rest
     epochs: int = 30
     test_fraction: float = 0.3
@@ -355,7 +356,24 @@ def audit_one(
         layer=opts.layer,
     )  # fmt: skip
     audit.accuracy = audit.eval_accuracy
+    if opts.insight:
+        audit.insight = insight_witness(model, audit, eval_data, opts.seed)
     return audit
+
+
+def insight_witness(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -> list[dict]:
+    """A second, annotation-free witness: does each class's visualisation (activation
+    maximisation, 200 steps) paint a strong suspected tell's colour in its box? Informational:
+    it is not a condition until calibration shows it separates clean from poisoned models
+    (docs/insight.md)."""
+    from leakaudit.insight.witness import class_witness
+
+    strong = [s.found for s in audit.suspects if s.found.strong][:3]
+    if not strong or len(data) == 0:
+        return []
+    suspects = [(list(f.box), list(f.colour)) for f in strong]
+    size = int(data[0].image.shape[0])
+    return class_witness(model, data.class_names, suspects, size=size, seed=seed, steps=200)
 
 
 def gallery_indices(data: Dataset) -> list[int]:

@@ -146,3 +146,15 @@ def test_compare_pairs_two_models_on_the_same_images(workspace):
     assert correct["n"] == 40 and correct["mean_diff"] < -0.5  # blind − cheat accuracy
     assert correct["lo"] <= correct["mean_diff"] <= correct["hi"]
     assert "Paired comparison" in (out / "report.html").read_text()
+
+
+def test_insight_witness_reads_the_tell_from_the_weights(workspace):
+    """`--insight`: each class picture of the corner-reading model paints the suspect's box."""
+    res = _audit(workspace, "cheat.pt", "--insight")
+    assert res.exit_code == 1, res.output
+    s = json.loads((workspace / "out-cheat.pt" / "summary.json").read_text())
+    rows = s["models"]["model"]["insight_witness"]
+    assert [r["class"] for r in rows] == ["disc", "square", "triangle", "cross"]
+    ratios = [r["suspects"][0]["energy_ratio"] for r in rows]
+    assert sum(q > 1.5 for q in ratios) >= 3, ratios  # energy piles up in the corner box
+    assert "Second witness" in (workspace / "out-cheat.pt" / "report.html").read_text()

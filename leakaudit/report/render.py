@@ -106,6 +106,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
                 for m, r in audit.sanity.items()
             },
             "region_ablation": audit.ablation,
+            **({"insight_witness": audit.insight} if audit.insight else {}),
             "verdict": audit.verdict,
             "accuracy": audit.accuracy,
             "eval_accuracy": audit.eval_accuracy,
