@@ -69,6 +69,9 @@ def test_imagenet_model_audited_right_first_time_and_warned_without(ws, tmp_path
     assert code in (0, 1, 3), err
     assert s["models"]["model"]["eval_accuracy"] == 1.0
     assert "no better than always answering" not in err
+    md = (tmp_path / "right" / "summary.md").read_text()
+    assert "**model**: " in md and "model** model" not in md  # no "model model"
+    assert "model model" not in (tmp_path / "right" / "report.html").read_text()
     code, err, s = _audit(ws, tmp_path / "wrong", capsys)
     assert s["models"]["model"]["eval_accuracy"] <= 0.3
     assert "no better than always answering the largest class" in err

@@ -49,7 +49,9 @@ def render_markdown(s: dict[str, Any], data: ReportData) -> str:
     lines = [f"### leakaudit: {md_escape(s.get('title', 'audit'))}", ""]
     lines.append(
         " · ".join(
-            f"**{md_escape(m)}** model: {_verdict_word(s['models'][m]['verdict'])}" for m in models
+            f"**{md_escape(m)}**{'' if m == 'model' else ' model'}: "
+            f"{_verdict_word(s['models'][m]['verdict'])}"
+            for m in models
         )
     )
     lines += [

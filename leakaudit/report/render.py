@@ -225,8 +225,8 @@ def _prediction(s, data: ReportData, model: str, index: int) -> dict[str, Any]:
 
 
 GALLERY_TITLES = {
-    "worst": "Worst offenders · {model} model",
-    "misclassified": "Misclassified · {model} model",
+    "worst": "Worst offenders · {model}",
+    "misclassified": "Misclassified · {model}",
     "typical": "A typical image per class",
 }
 
@@ -267,7 +267,7 @@ def _galleries(s: dict[str, Any], data: ReportData) -> list[dict[str, Any]]:
         out.append(
             {
                 "kind": g["kind"],
-                "title": GALLERY_TITLES[g["kind"]].format(model=g["model"]),
+                "title": GALLERY_TITLES[g["kind"]].format(model=model_label(g["model"])),
                 "score": g["score"],
                 "panels": panels,
                 "model": g["model"],
@@ -467,3 +467,8 @@ def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
     return {
         k: _rounded(v) if isinstance(v, dict) else round(float(v), 2) for k, v in timings.items()
     }
+
+
+def model_label(name: str | None) -> str:
+    """ "clean model", "poisoned model" — but a single audit's model is just "model"."""
+    return "model" if name in (None, "model") else f"{name} model"
