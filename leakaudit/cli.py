@@ -56,7 +56,8 @@ def main() -> None:
     does when a tell is removed or swapped, and writes a self-contained HTML report plus a
     machine-readable summary.json.
 
-    Start with `leakaudit demo --out out/demo`.
+    Start with `leakaudit demo --out out/demo`. Exit codes: 0 no leak found, 1 leak found,
+    2 error (one line on stderr; add --debug anywhere for the traceback), 3 inconclusive.
     """
 
 
