@@ -75,8 +75,10 @@ def lime_package_weights(
     segments: np.ndarray,
     n_samples: int,
     seed: int,
+    batch_size: int = 10,
 ) -> np.ndarray:
-    """Superpixel weights from ``lime.lime_image`` with our segments; (N, Kmax) NaN-padded."""
+    """Superpixel weights from ``lime.lime_image`` with our segments; (N, Kmax) NaN-padded.
+    ``batch_size`` is lime's own (its default is 10)."""
     from lime.lime_image import LimeImageExplainer
 
     def classifier_fn(batch: np.ndarray) -> np.ndarray:
@@ -94,6 +96,7 @@ def lime_package_weights(
                 top_labels=None,
                 hide_color=None,
                 num_samples=n_samples,
+                batch_size=batch_size,
                 segmentation_fn=lambda _x, seg=seg: seg,
                 random_seed=seed,
             )
@@ -433,9 +436,7 @@ def run_scale_bench(
 
     ours(curve[0], "orthogonal")  # warm-up
     w_ref, _ = _timed(
-        lambda: lime_package_weights_batched(
-            model, images, targets, segments, ref_samples, seed + 300, 100
-        )
+        lambda: lime_package_weights(model, images, targets, segments, ref_samples, seed + 300, 100)
     )
     runs: list[dict[str, Any]] = []
     for n in curve:
@@ -447,7 +448,7 @@ def run_scale_bench(
                  "img_s": r, "spearman_vs_ref": spearman_mean(w, w_ref)})  # fmt: skip
     for bs in (10, 100):
         w, dt = _cpu_timed(
-            lambda bs=bs: lime_package_weights_batched(
+            lambda bs=bs: lime_package_weights(
                 model, images, targets, segments, pkg_samples, seed + 100, bs
             )
         )
@@ -494,36 +495,6 @@ def _cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t0 = time.process_time()
     out = fn()
     return out, time.process_time() - t0
-
-
-def lime_package_weights_batched(
-    model: nn.Module,
-    images: np.ndarray,
-    targets: np.ndarray,
-    segments: np.ndarray,
-    n_samples: int,
-    seed: int,
-    batch_size: int,
-) -> np.ndarray:
-    """``lime_package_weights`` with lime's ``batch_size`` set (its default is 10)."""
-    from lime.lime_image import LimeImageExplainer
-
-    def classifier_fn(batch: np.ndarray) -> np.ndarray:
-        return predict_proba(model, batch.astype(np.float32))
-
-    k_max = int(segments.max()) + 1
-    out = np.full((len(images), k_max), np.nan, dtype=np.float32)
-    with _quiet_lime():
-        for i, (img, t, seg) in enumerate(zip(images, targets, segments, strict=True)):
-            expl = LimeImageExplainer(kernel_width=0.25, random_state=seed + i)
-            e = expl.explain_instance(
-                img.astype(np.float64), classifier_fn, labels=(int(t),), top_labels=None,
-                hide_color=None, num_samples=n_samples, batch_size=batch_size,
-                segmentation_fn=lambda _x, seg=seg: seg, random_seed=seed,
-            )  # fmt: skip
-            for f, w in e.local_exp[int(t)]:
-                out[i, f] = w
-    return out
 
 
 def _print_scale(r: dict[str, Any]) -> None:
