@@ -754,15 +754,27 @@ def train_cmd(data, format_, mode, size, margin, window, max_per_class, arch, ep
     show_default=True,
     help="LIME samples per image for every LIME implementation.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for images and LIME.")
 @click.option(
     "--arch",
     type=click.Choice(["resnet18", "vit_tiny"]),
     default=None,
     help="Real-size case instead: this bundled architecture at --size (see docs/scale.md).",
 )
-@click.option("--size", type=click.IntRange(16, 1024), default=224, show_default=True)
-@click.option("--images", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option(
+    "--size",
+    type=click.IntRange(16, 1024),
+    default=224,
+    show_default=True,
+    help="With --arch: the model input side for the real-size case.",
+)
+@click.option(
+    "--images",
+    type=click.IntRange(1, 64),
+    default=3,
+    show_default=True,
+    help="With --arch: images explained per method in the real-size case.",
+)
 def bench(out, quick, samples, seed, arch, size, images):
     """Measure speed side by side in one process: raw forward, saliency, our LIME, the lime
     package and captum Lime on the same model, images, segmentation and sample count; prints
@@ -779,17 +791,26 @@ def bench(out, quick, samples, seed, arch, size, images):
 
 
 @main.command()
-@click.option("--out", default="out/power", show_default=True)
+@click.option(
+    "--out", default="out/power", show_default=True, help="Folder for power.md/.json/.svg."
+)
 @click.option("--sizes", default="4,6,8,10", show_default=True, help="Tell sides in pixels.")
-@click.option("--prevalences", default="0.5,0.8,1.0", show_default=True)
-@click.option("--seeds", default="0,1", show_default=True)
+@click.option(
+    "--prevalences",
+    default="0.5,0.8,1.0",
+    show_default=True,
+    help="Shares of each class's images that carry the tell.",
+)
+@click.option(
+    "--seeds", default="0,1", show_default=True, help="One clean and one poisoned run per seed."
+)
 @click.option(
     "--full",
     is_flag=True,
     help="Use the full demo configuration (64 px, 3 000 "
     "images) instead of the quick one (48 px, 1 600 images).",
 )
-@click.option("--quiet", is_flag=True)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 def power(out, sizes, prevalences, seeds, full, quiet):
     """Detection power: plant tells of several sizes and prevalences (random colours and
     positions), train, audit; print detection and false-alarm rates per cell."""

@@ -116,3 +116,41 @@ def test_inject_on_detection_data_defaults_to_crops(tmp_path, capsys) -> None:
     assert "--mode crop" in out.out  # how to read it back
     tells = json.loads((tmp_path / "copy" / "tells.json").read_text())
     assert tells["anchor"] == "object" and tells["images"]
+
+
+def test_every_option_has_help_and_one_vocabulary() -> None:
+    """One CLI vocabulary: help on every option; --size is never the tell side; --color works."""
+    import click
+
+    from leakaudit.cli import main
+
+    ctx = click.Context(main)
+    for name, cmd in main.commands.items():
+        opts = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts}
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden:
+                assert p.help, f"leakaudit {name} {p.opts[0]} has no help"
+        size = next((p for p in cmd.params if "--size" in getattr(p, "opts", [])), None)
+        if size is not None:
+            assert "tell" not in (size.help or "").lower().split("--")[0], (name, size.help)
+        if name == "inject":
+            assert {
+                "--tell-size",
+                "--tell-position",
+                "--tell-classes",
+                "--colour",
+                "--color",
+            } <= opts
+    assert "Exit codes" in main.get_help(ctx)
+
+
+def test_tells_json_that_no_audited_sample_carries_is_warned(tmp_path) -> None:
+    from leakaudit.data.samples import Dataset, Sample
+    from leakaudit.pipeline import AuditOptions, tell_notes
+
+    data = Dataset([Sample(np.zeros((4, 4, 3), np.float32), 0, np.zeros((4, 4), bool), "a")], ["x"])
+    opts = AuditOptions(data=str(tmp_path), format="imagefolder", mode="image")
+    assert "No tell annotations" in tell_notes(opts, data)[0]
+    (tmp_path / "tells.json").write_text("{}")
+    (note,) = tell_notes(opts, data)
+    assert note.startswith("Warning:") and "none of the 1 audited samples carries a tell" in note

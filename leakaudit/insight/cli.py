@@ -62,7 +62,13 @@ def _output_width(model, side: int, path: str) -> int:
 @click.option("--arch", default=None, help="module:Class, file.py:Class or a bundled name.")
 @click.option("--classes", default=None, help="Class names in the model's output order.")
 @click.option("--data", default=None, help="Images to show (viewer, feature maps, DeepDream).")
-@click.option("--format", "format_", default="imagefolder", show_default=True)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["imagefolder", "voc", "coco", "csv"]),
+    default=None,
+    help="Dataset format [default: detected from --data].",
+)
 @click.option("--mode", default="image", show_default=True, help="image | crop (VOC/COCO/CSV).")
 @click.option(
     "--size",
@@ -70,7 +76,13 @@ def _output_width(model, side: int, path: str) -> int:
     default=None,
     help="Input side in pixels [card, else 64].",
 )
-@click.option("--n-images", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option(
+    "--n-images",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Images shown in the feature-map, DeepDream and viewer panels.",
+)
 @click.option("--steps", default="200,350,500", show_default=True, help="Ascent step counts.")
 @click.option("--layers", default=None, help="Layers for feature maps [every activation].")
 @click.option("--dream-layer", default=None, help="DeepDream layer [deepest watched].")
@@ -80,8 +92,20 @@ def _output_width(model, side: int, path: str) -> int:
     multiple=True,
     help="x0,y0,x1,y1=#rrggbb: measure this box and colour in every class picture (repeatable).",
 )
-@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed for the visualisations and the image choice.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for insight.html (nothing is written elsewhere).",
+)
 def insight(model_path, arch, classes, data, format_, mode, size, n_images, steps, layers,
             dream_layer, suspects, seed, out_dir):  # fmt: skip
     """Look inside a model: filters, feature maps, class and channel visualisations, DeepDream,
