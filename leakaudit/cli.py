@@ -11,18 +11,20 @@ from pathlib import Path
 
 import click
 
+from leakaudit.cli_types import (
+    FORMATS,
+    FRACTION,
+    LIME_SAMPLES,
+    MARGIN,
+    MODES,
+    POSITIVE,
+    SEED,
+    SIDE,
+    WINDOW,
+)
 from leakaudit.errors import LeakauditError
 from leakaudit.paths import check_out_dir
 from leakaudit.tell_kinds import KINDS as TELL_KINDS
-
-SEED = click.IntRange(0, 2**32 - 1)  # numpy's SeedSequence takes non-negative integers
-SIDE = click.IntRange(8, 4096)  # model input side; the cap matches the checkpoint check
-POSITIVE = click.IntRange(min=1)
-FRACTION = click.FloatRange(0.0, 1.0)
-LIME_SAMPLES = click.IntRange(min=8)  # fewer perturbations than this cannot rank superpixels
-MARGIN = click.FloatRange(min=0.0)
-WINDOW = click.FloatRange(min=1.0)
-
 
 JUNIT_HELP = "Also write JUnit XML here: one test case per condition per model (for CI)."
 
@@ -170,7 +172,6 @@ def _colour(value: str) -> tuple[float, float, float]:
     return rgb  # type: ignore[return-value]
 
 
-FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
 MARGIN_HELP = (
     "Crop mode: context added on EACH side of a box, as a fraction of the box's side "
     "(0.5 gives a crop twice the box)."
@@ -192,7 +193,7 @@ _AUDIT_OPTIONS = [
     ),
     click.option(
         "--mode",
-        type=click.Choice(["image", "crop"]),
+        type=MODES,
         default=None,
         help="image: one sample per image; crop: one sample per annotated object "
         "(detection datasets) [default: image].",
@@ -522,7 +523,7 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
 @click.option("--out", required=True, help="New (or empty) folder for the poisoned copy.")
 @click.option(
     "--mode",
-    type=click.Choice(["image", "crop"]),
+    type=MODES,
     default=None,
     help="The audit mode the copy is for. crop: one tell per annotated object, placed in the "
     "object's crop, so a `--mode crop` audit sees it; image: one tell per image. "
@@ -700,7 +701,7 @@ def crops(data, format_, out, size, margin, window, classes, max_per_class, imag
 )
 @click.option(
     "--mode",
-    type=click.Choice(["image", "crop"]),
+    type=MODES,
     default="image",
     show_default=True,
     help="image: one sample per image; crop: one per annotated object (voc/coco/csv).",

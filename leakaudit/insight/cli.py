@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from leakaudit.cli_types import FORMATS, MODES, POSITIVE, SEED
 from leakaudit.errors import ConfigError, ModelLoadError
 
 
@@ -65,11 +66,13 @@ def _output_width(model, side: int, path: str) -> int:
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["imagefolder", "voc", "coco", "csv"]),
+    type=FORMATS,
     default=None,
     help="Dataset format [default: detected from --data].",
 )
-@click.option("--mode", default="image", show_default=True, help="image | crop (VOC/COCO/CSV).")
+@click.option(
+    "--mode", type=MODES, default="image", show_default=True, help="crop: VOC/COCO/CSV objects."
+)
 @click.option(
     "--size",
     type=click.IntRange(4, 4096),
@@ -78,7 +81,7 @@ def _output_width(model, side: int, path: str) -> int:
 )
 @click.option(
     "--n-images",
-    type=click.IntRange(min=1),
+    type=POSITIVE,
     default=8,
     show_default=True,
     help="Images shown in the feature-map, DeepDream and viewer panels.",
@@ -94,7 +97,7 @@ def _output_width(model, side: int, path: str) -> int:
 )
 @click.option(
     "--seed",
-    type=click.IntRange(0, 2**32 - 1),
+    type=SEED,
     default=0,
     show_default=True,
     help="Seed for the visualisations and the image choice.",
