@@ -24,9 +24,25 @@ def inside(root: str | os.PathLike[str], name: str) -> Path | None:
     """
     if not name or PurePosixPath(name).is_absolute() or PureWindowsPath(name).anchor:
         return None
-    base = Path(root).resolve()
-    target = (base / name.replace("\\", "/")).resolve()
-    return target if target == base or base in target.parents else None
+    target = Path(root) / name.replace("\\", "/")
+    return resolved(target) if is_within(target, Path(root)) else None
+
+
+def resolved(path: Path) -> Path | None:
+    """``path`` with symlinks and ``..`` resolved, or None when the OS cannot resolve it
+    (embedded NUL, symlink loop)."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """True when ``path`` (resolved, so links count by their target) lies under ``root``. The one
+    rule behind both sides: readers skip images outside their dataset, writers refuse names
+    outside ``--out``."""
+    rp, rr = resolved(path), resolved(root)
+    return rp is not None and rr is not None and rp.is_relative_to(rr)
 
 
 def check_out_dir(out: str | os.PathLike[str]) -> Path:

@@ -14,7 +14,6 @@ from leakaudit.data.records import (
     ObjectAnn,
     _declared_size,
     _dedupe,
-    _inside,
     _num,
     _outside_problem,
     _short,
@@ -23,6 +22,7 @@ from leakaudit.data.records import (
 )
 from leakaudit.data.samples import DataProblem
 from leakaudit.errors import DatasetError
+from leakaudit.paths import is_within
 
 
 def _rle_size(rle: dict, where: str) -> tuple[int, int]:
@@ -200,7 +200,7 @@ def parse_coco(
     records = []
     for file_name, objects, declared in images.values():
         path = images_root / file_name
-        if not _inside(path, images_root):
+        if not is_within(path, images_root):
             problems.append(_outside_problem(file_name, file_name, path, images_root))
             continue
         if not path.is_file():

@@ -11,13 +11,13 @@ from leakaudit.data.records import (
     ImageRecord,
     ObjectAnn,
     _dedupe,
-    _inside,
     _num,
     _outside_problem,
     read_text,
 )
 from leakaudit.data.samples import DataProblem
 from leakaudit.errors import DatasetError
+from leakaudit.paths import is_within
 
 CSV_COLUMNS = ("image", "label", "xmin", "ymin", "xmax", "ymax")
 
@@ -63,7 +63,7 @@ def parse_csv(
     records = []
     for image, objects in grouped.items():
         path = images_root / image
-        if not _inside(path, images_root):
+        if not is_within(path, images_root):
             problems.append(_outside_problem(image, image, path, images_root))
             continue
         if not path.is_file():

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from leakaudit.data.images import IMAGE_EXTENSIONS
-from leakaudit.data.records import TELLS_FILE, ImageRecord, ObjectAnn, _inside, _outside_problem
+from leakaudit.data.records import TELLS_FILE, ImageRecord, ObjectAnn, _outside_problem
 from leakaudit.data.samples import DataProblem
 from leakaudit.data.voc import looks_like_voc
 from leakaudit.errors import DatasetError
+from leakaudit.paths import is_within
 
 
 def parse_imagefolder(
@@ -37,13 +38,13 @@ def parse_imagefolder(
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
                 problems.append(DataProblem(key, f"not an image extension ({p.suffix})", "skipped"))
                 continue
-            if not _inside(p, root):
+            if not is_within(p, root):
                 problems.append(_outside_problem(key, key, p, root))
                 continue
             mask_file = None
             if masks_root is not None:
                 mask_file = Path(masks_root) / cdir.name / f"{p.stem}.png"
-                if mask_file.exists() and not _inside(mask_file, Path(masks_root)):
+                if mask_file.exists() and not is_within(mask_file, Path(masks_root)):
                     problems.append(
                         DataProblem(
                             key,

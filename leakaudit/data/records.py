@@ -16,6 +16,7 @@ import numpy as np
 from leakaudit.data.geometry import Box
 from leakaudit.data.samples import DataProblem
 from leakaudit.errors import DatasetError
+from leakaudit.paths import resolved as _resolved
 
 TELLS_FILE = "tells.json"
 
@@ -64,23 +65,8 @@ def _short(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _resolved(path: Path) -> Path | None:
-    """``path`` with symlinks and ``..`` resolved, or None when the OS cannot resolve it
-    (embedded NUL, symlink loop)."""
-    try:
-        return path.resolve()
-    except (OSError, ValueError, RuntimeError):
-        return None
-
-
-def _inside(path: Path, root: Path) -> bool:
-    """True when ``path`` (resolved, so links count by their target) lies under ``root``."""
-    rp, rr = _resolved(path), _resolved(root)
-    return rp is not None and rr is not None and rp.is_relative_to(rr)
-
-
 def _outside_problem(item: str, name: str, path: Path, root: Path) -> DataProblem:
-    """The counted skip for a ``path`` that ``_inside`` refused (unresolvable or outside)."""
+    """The counted skip for a ``path`` that ``paths.is_within`` refused (unresolvable or outside)."""
     if _resolved(path) is None:
         return DataProblem(item, f"image path {name!r} cannot be resolved", "skipped")
     return DataProblem(

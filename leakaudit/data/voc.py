@@ -13,12 +13,12 @@ from leakaudit.data.records import (
     ObjectAnn,
     _declared_size,
     _dedupe,
-    _inside,
     _num,
     _outside_problem,
 )
 from leakaudit.data.samples import DataProblem
 from leakaudit.errors import DatasetError
+from leakaudit.paths import is_within
 
 
 def _find_image(folder: Path, name: str | None, stem: str) -> Path | None:
@@ -80,7 +80,7 @@ def parse_voc(
                 )
                 box = (xmin - 1.0, ymin - 1.0, xmax, ymax)
             objects.append(ObjectAnn(name, box=box, where=where))
-        if filename is not None and not _inside(img_dir / filename, img_dir):
+        if filename is not None and not is_within(img_dir / filename, img_dir):
             problems.append(_outside_problem(item, filename, img_dir / filename, img_dir))
             continue
         path = _find_image(img_dir, filename, xml_path.stem)
@@ -93,7 +93,7 @@ def parse_voc(
                 )
             )
             continue
-        if not _inside(path, img_dir):
+        if not is_within(path, img_dir):
             problems.append(_outside_problem(item, path.name, path, img_dir))
             continue
         if filename is None or path != img_dir / filename:
