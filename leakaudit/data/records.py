@@ -66,7 +66,7 @@ def _short(value: object, limit: int = 40) -> str:
 
 
 def _outside_problem(item: str, name: str, path: Path, root: Path) -> DataProblem:
-    """The counted skip for a ``path`` that ``paths.is_within`` refused (unresolvable or outside)."""
+    """The counted skip for a ``path`` that ``paths.is_within`` refused (unresolvable, outside)."""
     if _resolved(path) is None:
         return DataProblem(item, f"image path {name!r} cannot be resolved", "skipped")
     return DataProblem(
