@@ -161,6 +161,29 @@ def per_class_table(per_sample: pd.DataFrame, class_names: Sequence[str]) -> pd.
     return pd.concat([by_class, overall], ignore_index=True)
 
 
+def score_rows(
+    method: str,
+    batch: Sequence[Any],
+    maps: np.ndarray,
+    preds: np.ndarray,
+    confidence: np.ndarray,
+    p_true: np.ndarray,
+) -> list[dict[str, Any]]:
+    """One per-sample row per image: the only place a map becomes numbers, so any engine that
+    computes the maps (in this process or on a cluster's workers) scores them the same way."""
+    rows = []
+    for j, s in enumerate(batch):
+        m = maps[j]
+        rows.append({
+            "id": s.id, "label": int(s.label), "pred": int(preds[j]), "method": method,
+            "outside_mass": scores.outside_mass(m, s.region),
+            "tell_mass": scores.tell_mass(m, s.tell),
+            "tell_hit": scores.tell_hit(m, s.tell),
+            "confidence": float(confidence[j]), "p_true": float(p_true[j]),
+        })  # fmt: skip
+    return rows
+
+
 def _nanmean(x) -> float:
     arr = np.asarray(x, dtype=float)
     return float(np.nanmean(arr)) if np.isfinite(arr).any() else float("nan")
@@ -303,17 +326,10 @@ def audit_model(
             if method == find_with and checks.discovery:
                 discovery_maps.append(attr.maps)
             small[idx] = compact(attr.maps)
-            for j, (i, s) in enumerate(zip(idx, batch, strict=True)):
-                m = attr.maps[j]
-                rows.append({
-                    "id": s.id, "label": int(s.label), "pred": int(preds[i]), "method": method,
-                    "outside_mass": scores.outside_mass(m, s.region),
-                    "tell_mass": scores.tell_mass(m, s.tell),
-                    "tell_hit": scores.tell_hit(m, s.tell),
-                    "confidence": float(confidence[i]), "p_true": float(p_true[i]),
-                })  # fmt: skip
+            rows += score_rows(method, batch, attr.maps, preds[idx], confidence[idx], p_true[idx])
+            for j, i in enumerate(idx):
                 if i in gallery:
-                    kept[i] = m
+                    kept[i] = attr.maps[j]
             bar.update(len(batch))
         bar.close()
         timings[method] = time.perf_counter() - t0
