@@ -91,6 +91,10 @@ class ModelAudit:
     # `--insight`: each class's visualisation measured against the strong suspects
     # (insight.witness.class_witness); empty when not asked for
     insight: list[dict[str, Any]] = field(default_factory=list)
+    # `--insight`: the class pictures behind it, (K, H, W, 3) uint8, and the full insight page
+    # (insight.page.build_page's context), written beside the report by write_report
+    insight_pictures: np.ndarray | None = None
+    insight_page: dict[str, Any] | None = None
     seed: int = 0
 
     def method_means(self) -> dict[str, dict[str, float]]:

@@ -356,24 +356,42 @@ def audit_one(
         layer=opts.layer,
     )  # fmt: skip
     audit.accuracy = audit.eval_accuracy
-    if opts.insight:
-        audit.insight = insight_witness(model, audit, eval_data, opts.seed)
+    if opts.insight and len(eval_data):
+        add_insight(model, audit, eval_data, opts.seed)
     return audit
 
 
-def insight_witness(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -> list[dict]:
-    """A second, annotation-free witness: does each class's visualisation (activation
-    maximisation, 200 steps) paint a strong suspected tell's colour in its box? Informational:
-    it is not a condition until calibration shows it separates clean from poisoned models
-    (docs/insight.md)."""
-    from leakaudit.insight.witness import class_witness
+INSIGHT_IMAGES = 8  # images on the model's insight page (viewer, feature maps, DeepDream)
+
+
+def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -> None:
+    """A second, annotation-free witness. Each class's visualisation (activation maximisation,
+    200 steps) is kept for the report, which shows it next to the suspects, and measured against
+    the strong suspected tells: does it paint a suspect's colour in its box? Informational: not
+    a condition until calibration shows it separates clean from poisoned models
+    (docs/insight.md). The model's full insight page is built too; write_report writes it."""
+    from leakaudit.insight.page import PageOptions, build_page
+    from leakaudit.insight.witness import witness_and_pictures
 
     strong = [s.found for s in audit.suspects if s.found.strong][:3]
-    if not strong or len(data) == 0:
-        return []
     suspects = [(list(f.box), list(f.colour)) for f in strong]
     size = int(data[0].image.shape[0])
-    return class_witness(model, data.class_names, suspects, size=size, seed=seed, steps=200)
+    rows, pictures = witness_and_pictures(
+        model, data.class_names, suspects, size=size, seed=seed, steps=200
+    )
+    audit.insight = rows if suspects else []
+    audit.insight_pictures = pictures
+    shown = stratified_limit(data, INSIGHT_IMAGES, seed)
+    audit.insight_page = build_page(
+        model,
+        data.class_names,
+        shown.images(),
+        shown.labels(),
+        size,
+        PageOptions(seed=seed, suspects=suspects),
+        title=f"leakaudit insight: {audit.name}",
+        source=audit.name,
+    )
 
 
 def gallery_indices(data: Dataset) -> list[int]:

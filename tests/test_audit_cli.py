@@ -157,4 +157,27 @@ def test_insight_witness_reads_the_tell_from_the_weights(workspace):
     assert [r["class"] for r in rows] == ["disc", "square", "triangle", "cross"]
     ratios = [r["suspects"][0]["energy_ratio"] for r in rows]
     assert sum(q > 1.5 for q in ratios) >= 3, ratios  # energy piles up in the corner box
-    assert "Second witness" in (workspace / "out-cheat.pt" / "report.html").read_text()
+    out = workspace / "out-cheat.pt"
+    html = (out / "report.html").read_text()
+    assert "Second witness" in html
+    # each class's picture sits next to the suspects, and the full insight page is linked
+    for cls in ("disc", "square", "triangle", "cross"):
+        assert f'alt="visualisation of class {cls}"' in html
+    assert 'href="insight_0_model.html"' in html
+    page = (out / "insight_0_model.html").read_text()
+    assert "class visualisations" in page.lower()
+    assert not [t for t in page.split("src=")[1:] if not t.startswith('"data:')]  # inline only
+    # a re-render from the saved results keeps the pictures and the link
+    res = CliRunner().invoke(main, ["report", str(out), "--out", str(workspace / "rerender")])
+    assert res.exit_code == 0, res.output
+    again = (workspace / "rerender" / "report.html").read_text()
+    assert again.count("visualisation of class") == 4 and "insight_0_model.html" in again
+
+
+def test_insight_page_names_are_plain_files():
+    """Model names come from data: the page name never becomes a path or collides."""
+    from leakaudit.report.collect import insight_page_name
+
+    assert insight_page_name(0, "../../etc/x") == "insight_0_______etc_x.html"
+    assert insight_page_name(1, "a/b") != insight_page_name(2, "a/b")
+    assert insight_page_name(0, "") == "insight_0_model.html"

@@ -289,10 +289,12 @@ def render_page(ctx: dict[str, Any]) -> str:
     return _environment().get_template("insight.html.j2").render(**ctx)
 
 
-def write_page(out_dir: str | Path, ctx: dict[str, Any]) -> Path:
-    """Write ``insight.html`` into ``out_dir`` (created if needed) and return its path."""
+def write_page(out_dir: str | Path, ctx: dict[str, Any], name: str = "insight.html") -> Path:
+    """Write the page as ``name`` (a plain file name) into ``out_dir`` (created if needed)."""
+    if Path(name).name != name or name in {"", ".", ".."}:
+        raise ConfigError(f"insight page name {name!r} is not a plain file name")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "insight.html"
+    path = out / name
     path.write_text(render_page(ctx), encoding="utf-8")
     return path

@@ -129,10 +129,27 @@ def class_witness(
     Returns one dict per class: ``{"class", "steps", "activation", "suspects": [measure(...)]}``
     with the suspects in the order given. ``model`` takes [0, 1] RGB (wrap it with its
     preprocessing first)."""
+    return witness_and_pictures(model, class_names, suspects, size, seed, steps, params)[0]
+
+
+def witness_and_pictures(
+    model: nn.Module,
+    class_names: Sequence[str],
+    suspects: Sequence[tuple[Sequence[float], Sequence[float]]],
+    size: int,
+    seed: int,
+    steps: int = WITNESS_STEPS,
+    params: AscentParams | None = None,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """``class_witness`` plus the class pictures it measured ((K, H, W, 3) uint8 RGB), so the
+    audit report can show each class's picture next to the suspects without a second ascent.
+    With no suspects each row's ``suspects`` list is empty; the pictures are still made."""
     shape = input_shape(model, size)
     vis = class_visualisations(model, len(class_names), shape, (steps,), seed, params)
-    rows = measure_classes([v.images[-1] for v in vis], class_names, suspects)
+    finals = [v.images[-1] for v in vis]
+    rows = measure_classes(finals, class_names, suspects)
     for row, v in zip(rows, vis, strict=True):
         row["steps"] = int(steps)
         row["activation"] = v.activation[-1]
-    return rows
+    pictures = np.stack([to_rgb(np.clip(np.asarray(f, np.float64), 0, 1)) for f in finals])
+    return rows, (pictures * 255).round().astype(np.uint8)

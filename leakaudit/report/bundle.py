@@ -52,6 +52,8 @@ class ReportData:
     thumb_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
     thumb_tells: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
     panel_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # at thumb size
+    # `--insight`: model → (K, H, W, 3) uint8, each class's visualisation in class order
+    class_pictures: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def model_names(self) -> list[str]:
@@ -138,6 +140,8 @@ def save_bundle(data: ReportData, path: str | Path | BinaryIO) -> None:
     for i, model in enumerate(data.model_names):
         for col, v in data.images.get(model, {}).items():
             arrays[f"m{i}_{col}"] = v
+        if model in data.class_pictures:
+            arrays[f"m{i}_classpics"] = np.asarray(data.class_pictures[model], np.uint8)
         for j, method in enumerate(data.methods):
             for col, v in data.scores.get(model, {}).get(method, {}).items():
                 arrays[f"m{i}_x{j}_{col}"] = v
@@ -187,6 +191,8 @@ def load_bundle(path: str | Path | BinaryIO) -> ReportData:
         )
         for i, model in enumerate(data.model_names):
             data.images[model] = {c: arrays[f"m{i}_{c}"] for c in IMAGE_COLUMNS}
+            if f"m{i}_classpics" in arrays:
+                data.class_pictures[model] = arrays[f"m{i}_classpics"]
             data.scores[model], data.maps[model], data.panel_maps[model] = {}, {}, {}
             for j, method in enumerate(data.methods):
                 cols = {

@@ -254,6 +254,13 @@ def typical_per_class(data: ReportData, method: str | None, n_classes: int) -> l
 # ---------------------------------------------------------------- the whole bundle
 
 
+def insight_page_name(index: int, model: str) -> str:
+    """File name of a model's insight page beside the report: the model's position plus its
+    name reduced to safe characters (names come from data: never a path, never a collision)."""
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in model)
+    return f"insight_{index}_{safe[:40] or 'model'}.html"
+
+
 def collect(result: AuditResult, summary: dict[str, Any], command: str | None) -> ReportData:
     """Everything the report renders beyond summary.json, from an in-memory result."""
     models = list(result.models)
@@ -277,6 +284,14 @@ def collect(result: AuditResult, summary: dict[str, Any], command: str | None) -
     first_index: dict[str, int] = {}
     for i, x in enumerate(data.ids):
         first_index.setdefault(str(x), i)
+    pages = {}
+    for i, (name, audit) in enumerate(result.models.items()):
+        if getattr(audit, "insight_pictures", None) is not None:
+            data.class_pictures[name] = np.asarray(audit.insight_pictures, np.uint8)
+        if getattr(audit, "insight_page", None) is not None:
+            pages[name] = insight_page_name(i, name)
+    if pages:
+        data.meta["insight_pages"] = pages
     for name, audit in result.models.items():
         _per_sample(data, name, audit, n, first_index)
         compact = getattr(audit, "compact_maps", None) or {}

@@ -331,6 +331,41 @@ def _hotspots(s: dict[str, Any], data: ReportData) -> list[dict[str, Any]]:
     return rows
 
 
+CLASS_PICTURE_SIDE = 96  # displayed size of a class visualisation in the report
+
+
+def _class_pictures(s: dict[str, Any], data: ReportData) -> dict[str, dict[str, Any]]:
+    """Per model (``--insight``): each class's visualisation with the boxes of the strong
+    suspects that name that class outlined, and the link to the model's insight page."""
+    out = {}
+    pages = data.meta.get("insight_pages", {})
+    image_h = (data.meta.get("image_shape") or [0])[0]
+    for m in model_order(s, data):
+        pics = data.class_pictures.get(m)
+        if pics is None:
+            continue
+        strong = [(i, x) for i, x in enumerate(s["models"][m].get("suspected_tells") or [], 1)
+                  if x.get("strong")]  # fmt: skip
+        h = pics.shape[1]
+        factor = max(1, CLASS_PICTURE_SIDE // max(pics.shape[1:3]))
+        scale = h / image_h if image_h else 1.0
+        cells = []
+        for k, cls in enumerate(s["class_names"][: len(pics)]):
+            img = pictures.upscale(pics[k].astype(np.float64) / 255.0, factor)
+            marked = []
+            for i, x in strong:
+                if cls not in x.get("classes", []):
+                    continue
+                mask = np.zeros(pics.shape[1:3], bool)
+                x0, y0, x1, y1 = (int(round(v * scale)) for v in x["box"])
+                mask[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = True
+                img = pictures.outline(img, mask, (1.0, 1.0, 1.0), factor)
+                marked.append(i)
+            cells.append({"class": cls, "uri": pictures.data_uri(img), "suspects": marked})
+        out[m] = {"cells": cells, "page": pages.get(m)}
+    return out
+
+
 def _sanity_plots(s: dict[str, Any], data: ReportData) -> list[Markup]:
     out = []
     for m in model_order(s, data):
@@ -369,6 +404,7 @@ def render_html_from(s: dict[str, Any], data: ReportData) -> str:
         galleries=_galleries(s, data),
         distributions=_distribution_plots(s, data),
         hotspots=_hotspots(s, data),
+        class_pictures=_class_pictures(s, data),
         sanity_plots=_sanity_plots(s, data),
         problems=problems[:MAX_PROBLEM_ROWS],
         n_problems=len(problems),
@@ -454,12 +490,22 @@ def write_report(
     summary = to_summary(result)
     json_path = out / SUMMARY_NAME
     json_path.write_text(summary_text(summary))
-    save_bundle(collect(result, summary, command), out / BUNDLE_NAME)
+    data = collect(result, summary, command)
+    save_bundle(data, out / BUNDLE_NAME)
+    _write_insight_pages(result, data, out)
     written = render_outputs(out, out, ("html", "md"), junit_path=junit_path)
     timings = result.timings or {n: a.seconds for n, a in result.models.items()}
     info = {"timings_s": _rounded(timings), **(run_info or {})}
     (out / "run_info.json").write_text(json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n")
     return written["html"], json_path
+
+
+def _write_insight_pages(result: AuditResult, data: ReportData, out: Path) -> None:
+    """Each model's full insight page (``--insight``) beside the report, which links to it."""
+    from leakaudit.insight.page import write_page
+
+    for name, page in data.meta.get("insight_pages", {}).items():
+        write_page(out, result.models[name].insight_page, page)
 
 
 def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
