@@ -299,8 +299,9 @@ _AUDIT_OPTIONS = [
         "--insight",
         is_flag=True,
         default=None,
-        help="Also visualise each class (activation maximisation) and measure how much of it "
-        "paints a strong suspected tell; written to summary.json (informational).",
+        help="Also visualise each class (activation maximisation): the pictures go next to the "
+        "suspected tells in the report, measured against the strong ones in summary.json "
+        "(informational), and each model's full insight page is written beside the report.",
     ),
     click.option(
         "--force-classes",

@@ -8,6 +8,7 @@ subclass naming the file and the problem.
 from __future__ import annotations
 
 import math
+import time
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -362,6 +363,10 @@ def audit_one(
 
 
 INSIGHT_IMAGES = 8  # images on the model's insight page (viewer, feature maps, DeepDream)
+# One ascent length on the audit's insight page: the page costs a few hundred ascent steps per
+# class and channel, twice (trained and untrained twin), and 200 steps already show the content
+# (docs/insight.md: 350 and 500 refine detail); `leakaudit insight` shows 200/350/500.
+INSIGHT_STEPS = 200
 
 
 def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -> None:
@@ -376,9 +381,11 @@ def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -
     strong = [s.found for s in audit.suspects if s.found.strong][:3]
     suspects = [(list(f.box), list(f.colour)) for f in strong]
     size = int(data[0].image.shape[0])
+    t0 = time.perf_counter()
     rows, pictures = witness_and_pictures(
-        model, data.class_names, suspects, size=size, seed=seed, steps=200
-    )
+        model, data.class_names, suspects, size=size, seed=seed, steps=INSIGHT_STEPS,
+        class_colours=[{k: list(c) for k, c in f.colours.items()} for f in strong],
+    )  # fmt: skip
     audit.insight = rows if suspects else []
     audit.insight_pictures = pictures
     shown = stratified_limit(data, INSIGHT_IMAGES, seed)
@@ -388,10 +395,11 @@ def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -
         shown.images(),
         shown.labels(),
         size,
-        PageOptions(seed=seed, suspects=suspects),
+        PageOptions(steps=(INSIGHT_STEPS,), seed=seed, suspects=suspects),
         title=f"leakaudit insight: {audit.name}",
         source=audit.name,
     )
+    audit.seconds["insight"] = time.perf_counter() - t0
 
 
 def gallery_indices(data: Dataset) -> list[int]:

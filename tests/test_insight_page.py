@@ -104,3 +104,22 @@ def test_cli_writes_only_the_page_and_fails_cleanly(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "model.pt" in err and "\n" not in err
+
+
+def test_each_class_picture_is_measured_against_its_own_colour():
+    """A suspect shared by two classes carries one colour per class: class 1's picture painted
+    green in the box is a match for the suspect's green, not a miss against its red."""
+    from leakaudit.insight.witness import measure_classes
+
+    red, green = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0)
+    pics = [np.full((16, 16, 3), 0.5) for _ in range(2)]
+    pics[0][2:6, 2:6] = red
+    pics[1][2:6, 2:6] = green
+    suspect = [((2, 2, 6, 6), red)]
+    shared = measure_classes(pics, ["a", "b"], suspect)
+    own = measure_classes(pics, ["a", "b"], suspect, [{1: green}])
+    assert shared[0]["suspects"][0]["colour_distance"] < 0.01
+    assert shared[1]["suspects"][0]["colour_distance"] > 0.8  # green vs red
+    assert own[1]["suspects"][0]["colour_distance"] < 0.01
+    assert own[1]["suspects"][0]["colour"] == list(green)
+    assert own[0]["suspects"][0]["energy_ratio"] == pytest.approx(16.0)  # all energy in 1/16

@@ -106,12 +106,23 @@ def measure_classes(
     pictures: Sequence[np.ndarray],
     class_names: Sequence[str],
     suspects: Sequence[tuple[Sequence[float], Sequence[float]]],
+    class_colours: Sequence[dict[int, Sequence[float]]] | None = None,
 ) -> list[dict[str, Any]]:
     """``measure`` for every class picture (HWC, in class order) and every suspect, so a caller
-    that also shows the pictures (the audit report) runs the ascent only once."""
+    that also shows the pictures (the audit report) runs the ascent only once.
+
+    ``class_colours[j]`` (optional) gives suspect j's own colour per class index: a tell shared
+    by several classes usually has one colour per class, and class k's picture must be compared
+    with class k's colour, not with the suspect's first one."""
+    own = class_colours or [{} for _ in suspects]
     return [
-        {"class": str(name), "suspects": [measure(img, box, col) for box, col in suspects]}
-        for name, img in zip(class_names, pictures, strict=True)
+        {
+            "class": str(name),
+            "suspects": [
+                measure(img, box, own[j].get(k, col)) for j, (box, col) in enumerate(suspects)
+            ],
+        }
+        for k, (name, img) in enumerate(zip(class_names, pictures, strict=True))
     ]
 
 
@@ -140,14 +151,16 @@ def witness_and_pictures(
     seed: int,
     steps: int = WITNESS_STEPS,
     params: AscentParams | None = None,
+    class_colours: Sequence[dict[int, Sequence[float]]] | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray]:
     """``class_witness`` plus the class pictures it measured ((K, H, W, 3) uint8 RGB), so the
     audit report can show each class's picture next to the suspects without a second ascent.
-    With no suspects each row's ``suspects`` list is empty; the pictures are still made."""
+    With no suspects each row's ``suspects`` list is empty; the pictures are still made.
+    ``class_colours`` as in ``measure_classes``."""
     shape = input_shape(model, size)
     vis = class_visualisations(model, len(class_names), shape, (steps,), seed, params)
     finals = [v.images[-1] for v in vis]
-    rows = measure_classes(finals, class_names, suspects)
+    rows = measure_classes(finals, class_names, suspects, class_colours)
     for row, v in zip(rows, vis, strict=True):
         row["steps"] = int(steps)
         row["activation"] = v.activation[-1]
