@@ -338,6 +338,25 @@ _AUDIT_OPTIONS = [
     click.option(
         "--layer", default=None, help="Grad-CAM layer name [default: the last conv layer]."
     ),
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default=None,
+        help="Where attributions and scores are computed: this process, or a Ray cluster "
+        "(needs pip install 'leakaudit[ray]'); the numbers are the same [default: local].",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        help="--engine ray: address of a running cluster, e.g. auto or HOST:6379 "
+        "[default: start a local cluster].",
+    ),
+    click.option(
+        "--ray-workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="--engine ray: actors that explain batches [default: one per CPU, or per GPU].",
+    ),
     click.option("--quiet", is_flag=True, help="No progress bars."),
     click.option("--junit", default=None, help=JUNIT_HELP),
 ]
