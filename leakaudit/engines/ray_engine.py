@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import pickle
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ def connect(address: str | None) -> Any:
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if address and address != "auto":
+        probe(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
@@ -54,6 +58,19 @@ def connect(address: str | None) -> Any:
         where = f"at {address}" if address else "(a local one)"
         raise EngineError(f"cannot reach a Ray cluster {where}: {_first_line(e)}") from e
     return ray
+
+
+def probe(address: str, timeout_s: float = 5.0) -> None:
+    """EngineError unless something listens at HOST:PORT: Ray itself retries an unreachable
+    head node for minutes before giving up."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(f"--ray-address {address!r}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise EngineError(f"cannot reach a Ray cluster at {address}: {e}") from e
 
 
 def _first_line(e: BaseException) -> str:
@@ -174,13 +191,14 @@ def run(
     n_actors, cpus, gpus = pool_size(ray, options.workers)
     use_cache = cache is not None and cache.enabled
     done = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-        Worker, batch_size=1, batch_format="numpy", concurrency=n_actors,
+        Worker, batch_size=1, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=n_actors),
         fn_constructor_kwargs={
             "model_ref": [ray.put(model_bytes(model))], "methods": methods, "job": job,
             "cache_root": str(cache.root) if use_cache else None, "cache_enabled": use_cache,
             "fail_once": options.fail_once,
         },
-        num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=-1,
+        num_cpus=cpus, num_gpus=gpus,  # Ray Data's actors restart and retry their tasks
     )  # fmt: skip
     out: list[BatchResult] = []
     bar = tqdm(total=sum(len(t.idx) for t in tasks), unit="img", disable=not job.progress,

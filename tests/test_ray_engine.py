@@ -1,0 +1,136 @@
+"""The Ray engine (issue 17) gives the local engine's numbers: on a local cluster with two
+workers, on a simulated two-node cluster, and when a worker dies mid-run (Ray retries its
+batch; nothing is lost or counted twice). Skipped where the extra is not installed, except in
+CI (CI installs ``leakaudit[ray]``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from leakaudit.cache import AttributionCache
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.engines import EngineOptions
+from leakaudit.engines.ray_engine import import_ray, probe
+from leakaudit.errors import EngineError
+from leakaudit.model_audit import Checks, ModelAudit, audit_model
+from leakaudit.tells import PALETTE, TellSpec, poison
+from leakaudit.verdict import Thresholds
+
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None and not os.environ.get("CI"),
+    reason="the ray extra is not installed (pip install 'leakaudit[ray]')",
+)
+METHODS = {"saliency": {}, "smoothgrad": {"n_samples": 4},
+           "lime": {"n_samples": 50, "n_segments": 20}}  # fmt: skip
+RAY_INIT = {"object_store_memory": 200 * 2**20, "include_dashboard": False,
+            "log_to_driver": False}  # fmt: skip
+NODE = {"num_cpus": 1, "object_store_memory": 100 * 2**20}  # a simulated node of the cluster
+
+
+class CornerReader(nn.Module):
+    """Predicts the class whose tell colour is in the top-left corner: a leak by design."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("palette", torch.tensor(PALETTE[:4], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patch = x[:, :, 2:8, 2:8].mean(dim=(2, 3))
+        return -((patch[:, None, :] - self.palette[None]) ** 2).sum(-1) * 10
+
+
+DATA = poison(make_shapes(24, seed=2, size=24), TellSpec(size=6), seed=0)
+
+
+def run(engine: EngineOptions, cache: AttributionCache | None = None) -> ModelAudit:
+    """Small batches (4 images) so two workers share 18 batches of three methods."""
+    return audit_model(
+        CornerReader(), "m", DATA, METHODS, accuracy=1.0, thresholds=Thresholds(),
+        gallery=[0, 5, 11], batch_size=4, progress=False, cache=cache, engine=engine,
+        checks=Checks(sanity=False, ablation=False),
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local() -> ModelAudit:
+    return run(EngineOptions())
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = import_ray()
+    ray.shutdown()
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # CornerReader, by value
+    ray.init(num_cpus=2, **RAY_INIT)
+    yield ray
+    ray.shutdown()
+
+
+def assert_same(a: ModelAudit, b: ModelAudit) -> None:
+    assert len(a.per_sample) == len(DATA) * len(METHODS)
+    assert not b.per_sample.duplicated(["id", "method"]).any()
+    pd.testing.assert_frame_equal(a.per_sample, b.per_sample, check_exact=False, atol=1e-6, rtol=0)
+    assert a.verdict == b.verdict == "leak"
+    for m in METHODS:
+        np.testing.assert_array_equal(a.compact_maps[m], b.compact_maps[m])
+        np.testing.assert_allclose(a.gallery_maps[m], b.gallery_maps[m], atol=1e-6)
+    assert [s.found.box for s in a.suspects] == [s.found.box for s in b.suspects]
+    assert [c.value for c in a.conditions] == pytest.approx([c.value for c in b.conditions],
+                                                            nan_ok=True)  # fmt: skip
+
+
+@needs_ray
+def test_two_workers_give_the_local_numbers_and_share_the_cache(local, ray_local, tmp_path):
+    cache = AttributionCache(tmp_path / "shared")
+    remote = run(EngineOptions("ray", workers=2), cache)
+    assert_same(local, remote)
+    assert (cache.hits, cache.misses) == (0, len(DATA) * len(METHODS))  # workers' counts
+    again = AttributionCache(tmp_path / "shared")  # what the workers wrote serves this process
+    assert_same(local, run(EngineOptions(), again))
+    assert (again.hits, again.misses) == (len(DATA) * len(METHODS), 0)
+
+
+@needs_ray
+def test_a_worker_killed_mid_run_loses_and_repeats_nothing(local, ray_local, tmp_path):
+    died = tmp_path / "died"
+    remote = run(EngineOptions("ray", workers=2, fail_once=str(died)))
+    assert died.exists()  # a worker really exited on its first batch
+    assert_same(local, remote)
+
+
+@needs_ray
+def test_a_simulated_two_node_cluster_gives_the_local_numbers(local, ray_local):
+    from ray.cluster_utils import Cluster
+
+    ray_local.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args=NODE)
+    try:
+        cluster.add_node(**NODE)
+        ray_local.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray_local.nodes() if n["Alive"]]) == 2
+        assert_same(local, run(EngineOptions("ray", workers=2)))
+    finally:
+        ray_local.shutdown()
+        cluster.shutdown()
+
+
+def test_missing_extra_is_one_line_naming_the_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    with pytest.raises(EngineError, match=r"pip install 'leakaudit\[ray\]'") as e:
+        run(EngineOptions("ray"))
+    assert "\n" not in str(e.value)
+
+
+def test_unreachable_cluster_is_an_error_at_once():
+    with pytest.raises(EngineError, match=r"cannot reach a Ray cluster at 127\.0\.0\.1:1"):
+        probe("127.0.0.1:1", timeout_s=2)
+    with pytest.raises(EngineError, match="expected HOST:PORT"):
+        probe("head-node")
