@@ -19,7 +19,7 @@ from leakaudit.cache import AttributionCache
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.engines import EngineOptions
 from leakaudit.engines.ray_engine import import_ray, probe
-from leakaudit.errors import EngineError
+from leakaudit.errors import ConfigError, EngineError
 from leakaudit.model_audit import Checks, ModelAudit, audit_model
 from leakaudit.tells import PALETTE, TellSpec, poison
 from leakaudit.verdict import Thresholds
@@ -123,10 +123,15 @@ def test_a_simulated_two_node_cluster_gives_the_local_numbers(local, ray_local):
 
 
 def test_missing_extra_is_one_line_naming_the_install(monkeypatch):
+    """Through the public API, so the option reaches the engine (CLI: `--engine ray`, exit 2)."""
+    import leakaudit
+
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
     with pytest.raises(EngineError, match=r"pip install 'leakaudit\[ray\]'") as e:
-        run(EngineOptions("ray"))
+        leakaudit.audit(CornerReader(), DATA, ["saliency"], engine="ray", sanity=False)
     assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="unknown engine 'spark'"):
+        leakaudit.audit(CornerReader(), DATA, ["saliency"], engine="spark")
 
 
 def test_unreachable_cluster_is_an_error_at_once():

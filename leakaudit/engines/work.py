@@ -70,6 +70,7 @@ class BatchResult:
     full: np.ndarray | None
     seconds: float
     cache_counts: tuple[int, int, int] = (0, 0, 0)  # hits, misses, corrupt
+    cpu_seconds: float = 0.0  # CPU time of the process that ran it (all its threads)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class MethodResult:
     small: np.ndarray | None = None
     kept: dict[int, np.ndarray] = field(default_factory=dict)
     full: list[np.ndarray] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # summed over batches: wall time of the process that ran each
+    cpu_seconds: float = 0.0  # core-seconds: what sizes a cluster (docs/scale.md)
 
 
 def plan_tasks(orders: dict[str, np.ndarray], batch_size: int) -> list[Task]:
@@ -102,7 +104,7 @@ def explain_batch(
     """Attribute, compact and score one batch: the same code on the driver and on a worker."""
     from leakaudit.model_audit import _stack, compact, score_rows  # audit imports engines
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     idx = task.idx
     before = _counts(cache)
     attr = cached_attribute(explainer, job.model_hash, _stack(samples), job.labels[idx], cache)
@@ -115,6 +117,7 @@ def explain_batch(
     return BatchResult(
         task.number, task.method, idx, rows, compact(attr.maps), kept, full,
         time.perf_counter() - t0, tuple(a - b for a, b in zip(after, before, strict=True)),
+        time.process_time() - c0,
     )  # fmt: skip
 
 
@@ -143,4 +146,5 @@ def assemble(
         if r.full is not None:
             m.full.append(r.full)
         m.seconds += r.seconds
+        m.cpu_seconds += r.cpu_seconds
     return out
