@@ -37,7 +37,7 @@ from leakaudit.discovery import (
     moving_suspect_samples,
     suspected_tell_mask,
 )
-from leakaudit.engines import EngineOptions, Job, MethodResult, explain
+from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
 from leakaudit.errors import ModelOutputError
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
@@ -317,10 +317,14 @@ def audit_model(
             continue
         params[method] = explainers[method].describe()
     keep_full = find_with if checks.discovery and find_with not in covered else None
+    tested = checks.behaviour and any(s.tell is not None for s in data)  # known tells
+    known = (colours if colours is not None else tell_colours(data.samples)) if tested else {}
     job = Job(name, model_hash, labels, preds, confidence, p_true, frozenset(gallery), batch_size,
-              keep_full, progress)  # fmt: skip
+              keep_full, progress, known)  # fmt: skip
     runnable = {m: kw for m, kw in methods.items() if m in explainers}
     orders = {m: covered.get(m, np.arange(n)) for m in runnable}
+    if tested:  # the removal / swap predictions, per sample, on the engine too
+        orders[BEHAVIOUR] = np.arange(n)
     t0 = time.perf_counter()
     done = explain(engine or EngineOptions(), job, model, runnable, explainers, orders,
                    data.samples, cache, _compact_shape(data) if n else (1, 1))  # fmt: skip
@@ -339,12 +343,13 @@ def audit_model(
         rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS, "confidence", "p_true"]
     )
     behaviour: dict[str, dict[str, float]] = {}
-    t0 = time.perf_counter()
-    if checks.behaviour and any(s.tell is not None for s in data):
-        behaviour["removal"] = removal_test(model, data.samples, predictions=preds)
-        known = colours if colours is not None else tell_colours(data.samples)
-        behaviour["swap"] = swap_test(model, data.samples, known)
-    timings["behaviour"] = time.perf_counter() - t0
+    if tested:
+        got = done.get(BEHAVIOUR, MethodResult())
+        removed = np.array([r["removed"] for r in got.rows], dtype=np.int64)
+        painted = [r["painted"] for r in got.rows]
+        behaviour["removal"] = removal_test(model, data.samples, predictions=preds, removed=removed)
+        behaviour["swap"] = swap_test(model, data.samples, known, painted=painted)
+        timings["behaviour"] = got.seconds
 
     suspects: list[Suspect] = []
     if discovery_maps and find_with not in covered:

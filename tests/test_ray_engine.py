@@ -81,6 +81,8 @@ def assert_same(a: ModelAudit, b: ModelAudit) -> None:
     assert not b.per_sample.duplicated(["id", "method"]).any()
     pd.testing.assert_frame_equal(a.per_sample, b.per_sample, check_exact=False, atol=1e-6, rtol=0)
     assert a.verdict == b.verdict == "leak"
+    assert a.behaviour == b.behaviour  # removal / swap predicted per sample on the workers
+    assert b.behaviour["swap"]["follow_rate"] == 1.0  # the corner reader follows the tell
     for m in METHODS:
         np.testing.assert_allclose(a.compact_maps[m], b.compact_maps[m], atol=1e-3)  # float16
         np.testing.assert_allclose(a.gallery_maps[m], b.gallery_maps[m], atol=1e-6)
@@ -142,12 +144,13 @@ def test_cli_unreachable_cluster_exits_2_in_one_line(tmp_path, capsys, monkeypat
     from leakaudit.cli import run as cli_run
     from leakaudit.data.images import save_png
 
-    for s in DATA.samples[:8]:
+    for s in DATA.samples:
         save_png(s.image, tmp_path / "data" / DATA.class_names[s.label] / f"{s.id}.png")
     torch.jit.script(CornerReader()).save(str(tmp_path / "m.pt"))
     monkeypatch.setattr(sys, "argv", [
         "leakaudit", "audit", "--data", str(tmp_path / "data"), "--model", str(tmp_path / "m.pt"),
         "--methods", "saliency", "--quiet", "--out", str(tmp_path / "out"),
+        "--classes", ",".join(DATA.class_names),
         "--engine", "ray", "--ray-address", "127.0.0.1:1",
     ])  # fmt: skip
     with pytest.raises(SystemExit) as exc:

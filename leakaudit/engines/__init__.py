@@ -15,6 +15,7 @@ from torch import nn
 from leakaudit.cache import AttributionCache
 from leakaudit.engines import local, ray_engine
 from leakaudit.engines.work import (
+    BEHAVIOUR,
     BatchResult,
     EngineOptions,
     Job,
@@ -31,7 +32,15 @@ ENGINES: dict[str, Callable[..., list[BatchResult]]] = {
     "ray": ray_engine.run,
 }
 
-__all__ = ["ENGINES", "EngineOptions", "Job", "MethodResult", "check_engine", "explain"]
+__all__ = [
+    "BEHAVIOUR",
+    "ENGINES",
+    "EngineOptions",
+    "Job",
+    "MethodResult",
+    "check_engine",
+    "explain",
+]
 
 
 def check_engine(name: str) -> None:

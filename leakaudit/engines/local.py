@@ -32,7 +32,7 @@ def run(
                    disable=not job.progress)  # fmt: skip
         for task in (t for t in tasks if t.method == method):
             batch = [samples[i] for i in task.idx]
-            out.append(explain_batch(task, batch, explainers[method], job, cache))
+            out.append(explain_batch(task, batch, explainers.get(method), job, cache, model))
             bar.update(len(batch))
         bar.close()
     return out

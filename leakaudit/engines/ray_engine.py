@@ -26,7 +26,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from leakaudit.cache import AttributionCache
-from leakaudit.engines.work import BatchResult, EngineOptions, Job, explain_batch, plan_tasks
+from leakaudit.engines.work import (
+    BEHAVIOUR,
+    BatchResult,
+    EngineOptions,
+    Job,
+    explain_batch,
+    plan_tasks,
+)
 from leakaudit.errors import EngineError
 from leakaudit.explain.base import Explainer
 
@@ -149,10 +156,11 @@ class Worker:
             if self.fail_once and not Path(self.fail_once).exists():
                 Path(self.fail_once).touch()
                 os._exit(1)  # the test hook: this worker dies mid-run, once
-            if task.method not in self.explainers:
+            if task.method not in self.explainers and task.method != BEHAVIOUR:
                 kwargs = self.methods[task.method]
                 self.explainers[task.method] = make_explainer(task.method, self.model, **kwargs)
-            res = explain_batch(task, samples, self.explainers[task.method], self.job, self.cache)
+            ex = self.explainers.get(task.method)
+            res = explain_batch(task, samples, ex, self.job, self.cache, self.model)
             out.append(pickle.dumps(res, protocol=pickle.HIGHEST_PROTOCOL))
         return {"task": np.asarray(batch["task"]), "result": np.array(out, dtype=object)}
 

@@ -32,6 +32,9 @@ class EngineOptions:
     fail_once: str | None = None
 
 
+BEHAVIOUR = "behaviour"  # the task kind of the known-tell removal / swap predictions
+
+
 @dataclass
 class Job:
     """What every batch of one audit shares: the scores' inputs from the prediction pass."""
@@ -46,6 +49,7 @@ class Job:
     batch_size: int
     keep_full: str | None = None  # the method whose full maps discovery needs (None: none)
     progress: bool = True
+    colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # swap test
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class BatchResult:
     method: str
     idx: np.ndarray
     rows: list[dict[str, Any]]
-    small: np.ndarray
+    small: np.ndarray | None  # None for behaviour batches (no maps)
     kept: dict[int, np.ndarray]
     full: np.ndarray | None
     seconds: float
@@ -97,15 +101,26 @@ def plan_tasks(orders: dict[str, np.ndarray], batch_size: int) -> list[Task]:
 def explain_batch(
     task: Task,
     samples: Sequence[Any],
-    explainer: Explainer,
+    explainer: Explainer | None,
     job: Job,
     cache: AttributionCache | None,
+    model: Any = None,
 ) -> BatchResult:
-    """Attribute, compact and score one batch: the same code on the driver and on a worker."""
+    """Attribute, compact and score one batch: the same code on the driver and on a worker.
+    A ``BEHAVIOUR`` batch instead predicts its samples with the tell covered and painted over
+    (``behaviour.behaviour_predictions``; ``model`` is needed only for it)."""
     from leakaudit.model_audit import _stack, compact, score_rows  # audit imports engines
 
     t0, c0 = time.perf_counter(), time.process_time()
     idx = task.idx
+    if task.method == BEHAVIOUR:
+        from leakaudit.behaviour import behaviour_predictions
+
+        rows = behaviour_predictions(model, samples, job.colours)
+        took = time.perf_counter() - t0
+        return BatchResult(task.number, task.method, idx, rows, None, {}, None, took,
+                           cpu_seconds=time.process_time() - c0)  # fmt: skip
+    assert explainer is not None
     before = _counts(cache)
     attr = cached_attribute(explainer, job.model_hash, _stack(samples), job.labels[idx], cache)
     rows = score_rows(
@@ -138,9 +153,10 @@ def assemble(
     out: dict[str, MethodResult] = {}
     for r in sorted(results, key=lambda r: r.task):
         m = out.setdefault(r.method, MethodResult())
-        if m.small is None:
-            m.small = np.full((n, *small_shape), np.nan, np.float16)
-        m.small[r.idx] = r.small
+        if r.small is not None:
+            if m.small is None:
+                m.small = np.full((n, *small_shape), np.nan, np.float16)
+            m.small[r.idx] = r.small
         m.rows += r.rows
         m.kept.update(r.kept)
         if r.full is not None:
