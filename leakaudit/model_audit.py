@@ -265,7 +265,7 @@ def audit_model(
     ``device`` moves the model (None: leave it where it is); ``amp`` runs the forward passes of
     LIME and occlusion under autocast; ``budget_s`` limits the costly methods to a stratified
     sample (see ``budget.py``); ``layer`` is Grad-CAM's layer (default: the last conv);
-    ``engine`` says where the attributions and scores are computed (``engines.py``)."""
+    ``engine`` says where the per-sample work runs (``leakaudit/engines``: local or Ray)."""
     checks = checks or Checks()
     timings: dict[str, float] = {}
     labels = data.labels()
@@ -343,6 +343,7 @@ def audit_model(
         rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS, "confidence", "p_true"]
     )
     behaviour: dict[str, dict[str, float]] = {}
+    timings["behaviour"] = 0.0
     if tested:
         got = done.get(BEHAVIOUR, MethodResult())
         removed = np.array([r["removed"] for r in got.rows], dtype=np.int64)
