@@ -18,7 +18,7 @@ from torch import nn
 from leakaudit.cache import AttributionCache
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.engines import EngineOptions
-from leakaudit.engines.ray_engine import import_ray, probe
+from leakaudit.engines.ray_engine import import_ray, pool_size, probe
 from leakaudit.errors import ConfigError, EngineError
 from leakaudit.model_audit import Checks, ModelAudit, audit_model
 from leakaudit.tells import PALETTE, TellSpec, poison
@@ -165,3 +165,17 @@ def test_unreachable_cluster_is_an_error_at_once():
         probe("127.0.0.1:1", timeout_s=2)
     with pytest.raises(EngineError, match="expected HOST:PORT"):
         probe("head-node")
+
+
+def test_pool_is_one_actor_per_gpu_else_per_cpu():
+    class Cluster:  # what pool_size reads of a connected ray
+        def __init__(self, resources: dict[str, float]) -> None:
+            self.resources = resources
+
+        def cluster_resources(self) -> dict[str, float]:
+            return self.resources
+
+    assert pool_size(Cluster({"CPU": 8.0}), None) == (8, 1.0, 0.0)
+    assert pool_size(Cluster({"CPU": 8.0}), 3) == (3, 1.0, 0.0)
+    assert pool_size(Cluster({"CPU": 8.0, "GPU": 2.0}), None) == (2, 1.0, 1.0)
+    assert pool_size(Cluster({"CPU": 8.0, "GPU": 2.0}), 4) == (4, 1.0, 0.5)  # two share a GPU

@@ -166,13 +166,13 @@ class Worker:
 
 
 def pool_size(ray: Any, workers: int | None) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, GPUs per actor): one actor per GPU when the cluster has GPUs,
-    else one per CPU; ``workers`` overrides the count."""
+    """(actors, CPUs per actor, GPUs per actor): one actor per GPU when the cluster has GPUs
+    (more actors than GPUs share them), else one per CPU; ``workers`` overrides the count."""
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
     if gpus:
         n = workers or gpus
-        return n, 1.0, 1.0 if n <= gpus else 0.0
+        return n, 1.0, min(1.0, gpus / n)
     return workers or cpus, 1.0, 0.0
 
 
