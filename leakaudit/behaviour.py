@@ -66,12 +66,15 @@ def removal_test(
     samples: Sequence[Sample],
     mask: np.ndarray | None = None,
     predictions: np.ndarray | None = None,
+    removed: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Accuracy with the tell vs with the tell covered, and the share of changed predictions.
 
     ``mask`` (HW) overrides the samples' own tell masks: a *suspected* tell found without
     annotations is tested the same way on every given sample. ``predictions`` (one per sample,
-    from the audit's single prediction pass) spare predicting the unmodified images again."""
+    from the audit's single prediction pass) spare predicting the unmodified images again;
+    ``removed`` (one per sample, from ``behaviour_predictions`` on an engine's workers) spares
+    predicting the covered ones."""
     if mask is not None:
         samples = [s.with_(tell=mask) for s in samples]
     keep = [i for i, s in enumerate(samples) if s.tell is not None and s.tell.any()]
@@ -85,7 +88,10 @@ def removal_test(
         pred_o = np.asarray(predictions)[keep]
     else:
         pred_o = predict_labels(model, (s.image for s in with_tell))
-    pred_r = predict_labels(model, (neutral_fill(s.image, s.tell) for s in with_tell))
+    if removed is not None:
+        pred_r = np.asarray(removed)[keep]
+    else:
+        pred_r = predict_labels(model, (neutral_fill(s.image, s.tell) for s in with_tell))
     acc_o, acc_r = float((pred_o == labels).mean()), float((pred_r == labels).mean())
     per_class = {}
     for k in np.unique(labels):
@@ -119,22 +125,35 @@ def swap_test(
     samples: Sequence[Sample],
     colours: Mapping[int, Sequence[float]],
     box: tuple[int, int, int, int] | None = None,
+    painted: Sequence[np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Paint every *other* class's tell colour into each tell box; rate of predicting that class.
 
     ``colours`` maps class index → tell colour (classes without a tell are not pasted). ``box``
     overrides the samples' own tell boxes (for a suspected tell). Chance for an accurate
     tell-blind model is ~0 (it keeps predicting the true class); a model that follows the tell
-    scores ~1.
+    scores ~1. ``painted`` (per sample, the predictions of its painted copies in ``colours``
+    order, from ``behaviour_predictions``) spares predicting them here.
     """
+    if painted is not None:
+        pairs = [(s, o) for s in samples if (box or s.tell_box) is not None
+                 for o in colours if o != s.label]  # fmt: skip
+        got = [np.asarray(p, np.int64) for s, p in zip(samples, painted, strict=True)
+               if (box or s.tell_box) is not None]  # fmt: skip
+        return _swap_rates(pairs, np.concatenate(got) if got else np.zeros(0, np.int64))
     with_box = [s for s in samples if (box or s.tell_box) is not None]
     pairs = [(s, other) for s in with_box for other in colours if other != s.label]
+    if not pairs:
+        return _swap_rates(pairs, np.zeros(0, np.int64))
+    copies = (draw_rectangle(s.image, box or s.tell_box, colours[o])[0] for s, o in pairs)
+    return _swap_rates(pairs, predict_labels(model, copies))
+
+
+def _swap_rates(pairs: Sequence[tuple[Sample, int]], preds: np.ndarray) -> dict[str, float]:
     if not pairs:
         return {"n_pairs": 0, "follow_rate": np.nan, "kept_true_class_rate": np.nan}
     targets = [other for _, other in pairs]
     true = [s.label for s, _ in pairs]
-    painted = (draw_rectangle(s.image, box or s.tell_box, colours[o])[0] for s, o in pairs)
-    preds = predict_labels(model, painted)
     return {
         "n_pairs": len(pairs),
         "follow_rate": float((preds == np.array(targets)).mean()),
@@ -152,3 +171,24 @@ def tell_colours(samples: Sequence[Sample]) -> dict[int, tuple[float, float, flo
         k: tuple(float(c) for c in np.median(np.concatenate(v), axis=0))
         for k, v in sorted(by_class.items())
     }
+
+
+def behaviour_predictions(
+    model: nn.Module, samples: Sequence[Sample], colours: Mapping[int, Sequence[float]]
+) -> list[dict[str, Any]]:
+    """Per sample, what ``removal_test`` and ``swap_test`` predict for it: its tell covered
+    (``removed``, -1 without a tell) and its tell box painted in each other class's colour
+    (``painted``, in ``colours`` order). Per sample, so an engine's workers can compute them."""
+    has_tell = [s.tell is not None and s.tell.any() for s in samples]
+    covered = predict_labels(
+        model, (neutral_fill(s.image, s.tell) for s, t in zip(samples, has_tell, strict=True) if t)
+    )
+    pairs = [(s, o) for s in samples if s.tell_box is not None for o in colours if o != s.label]
+    painted = predict_labels(model, (draw_rectangle(s.image, s.tell_box, colours[o])[0]
+                                     for s, o in pairs))  # fmt: skip
+    out, c, p = [], 0, 0
+    for s, t in zip(samples, has_tell, strict=True):
+        k = sum(1 for o in colours if o != s.label) if s.tell_box is not None else 0
+        out.append({"removed": int(covered[c]) if t else -1, "painted": painted[p : p + k]})
+        c, p = c + int(t), p + k
+    return out

@@ -339,6 +339,25 @@ _AUDIT_OPTIONS = [
     click.option(
         "--layer", default=None, help="Grad-CAM layer name [default: the last conv layer]."
     ),
+    click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default=None,
+        help="Where attributions and scores are computed: this process, or a Ray cluster "
+        "(needs pip install 'leakaudit[ray]'); the numbers are the same [default: local].",
+    ),
+    click.option(
+        "--ray-address",
+        default=None,
+        help="--engine ray: address of a running cluster, e.g. auto or HOST:6379 "
+        "[default: start a local cluster].",
+    ),
+    click.option(
+        "--ray-workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="--engine ray: actors that explain batches [default: one per CPU, or per GPU].",
+    ),
     click.option("--quiet", is_flag=True, help="No progress bars."),
     click.option("--junit", default=None, help=JUNIT_HELP),
 ]
@@ -777,13 +796,27 @@ def train_cmd(data, format_, mode, size, margin, window, max_per_class, arch, ep
     show_default=True,
     help="With --arch: images explained per method in the real-size case.",
 )
-def bench(out, quick, samples, seed, arch, size, images):
+@click.option(
+    "--engines",
+    default=None,
+    help="Instead: the same audit batches on these engines, e.g. local,ray (throughput, "
+    "per-image cost, equal scores); with --arch/--size/--images [default: small_cnn, 64 px].",
+)
+def bench(out, quick, samples, seed, arch, size, images, engines):
     """Measure speed side by side in one process: raw forward, saliency, our LIME, the lime
     package and captum Lime on the same model, images, segmentation and sample count; prints
     images/s, ratios and fidelity, writes bench.json. With --arch: the real-size case."""
     from leakaudit.bench import run_bench, run_scale_bench
 
     Path(out).mkdir(parents=True, exist_ok=True)
+    if engines:
+        from leakaudit.bench_engines import run_engine_bench
+
+        big = {"arch": arch, "size": size} if arch else {}
+        run_engine_bench(engines.split(","), n_images=images if arch else 16, seed=seed,
+                         lime_samples=samples if samples != 1000 else 500,
+                         out_json=Path(out) / "bench_engines.json", **big)  # fmt: skip
+        return
     if arch:
         path = Path(out) / f"bench_{arch}_{size}.json"
         run_scale_bench(arch, size, n_images=images, seed=seed, quick=quick,

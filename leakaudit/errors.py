@@ -19,3 +19,7 @@ class ConfigError(LeakauditError):
 
 class ModelOutputError(LeakauditError):
     """A model produced unusable outputs (NaN/Inf logits, integer or non-tensor outputs)."""
+
+
+class EngineError(LeakauditError):
+    """The chosen compute engine cannot run (its extra is not installed, no cluster reached)."""

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from leakaudit import scores
 from leakaudit.ablation import region_ablation
@@ -29,7 +28,7 @@ from leakaudit.budget import (
     passes_per_image,
     stratified_sample,
 )
-from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
+from leakaudit.cache import AttributionCache, model_fingerprint
 from leakaudit.data.samples import Dataset
 from leakaudit.discovery import (
     SuspectedTell,
@@ -38,6 +37,7 @@ from leakaudit.discovery import (
     moving_suspect_samples,
     suspected_tell_mask,
 )
+from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
 from leakaudit.errors import ModelOutputError
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
@@ -259,6 +259,7 @@ def audit_model(
     amp: bool = False,
     budget_s: float | None = None,
     layer: str | None = None,
+    engine: EngineOptions | None = None,
 ) -> ModelAudit:
     """Explain every image of ``data`` for its true class with each method, score, judge.
 
@@ -267,7 +268,8 @@ def audit_model(
     same model, image, method and parameters are reused, so an interrupted audit resumes.
     ``device`` moves the model (None: leave it where it is); ``amp`` runs the forward passes of
     LIME and occlusion under autocast; ``budget_s`` limits the costly methods to a stratified
-    sample (see ``budget.py``); ``layer`` is Grad-CAM's layer (default: the last conv)."""
+    sample (see ``budget.py``); ``layer`` is Grad-CAM's layer (default: the last conv);
+    ``engine`` says where the per-sample work runs (``leakaudit/engines``: local or Ray)."""
     checks = checks or Checks()
     timings: dict[str, float] = {}
     labels = data.labels()
@@ -310,45 +312,49 @@ def audit_model(
         if progress:
             for line in plan_lines:
                 print(f"{name}: {line}", file=sys.stderr)
+    explainers = {}
     for method, kwargs in methods.items():
         try:
-            explainer = make_explainer(method, model, **kwargs)
+            explainers[method] = make_explainer(method, model, **kwargs)
         except NotApplicable as e:
             set_aside[method] = str(e)
             continue
-        params[method] = explainer.describe()
-        order = covered.get(method, np.arange(n))
-        kept = {}
-        small = np.full((n, *_compact_shape(data)), np.nan, np.float16) if n else None
-        t0 = time.perf_counter()
-        bar = tqdm(total=len(order), desc=f"{name}: {method}", unit="img", disable=not progress)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = [data.samples[i] for i in idx]
-            images = _stack(batch)
-            attr = cached_attribute(explainer, model_hash, images, labels[idx], cache)
-            if method == find_with and checks.discovery:
-                discovery_maps.append(attr.maps)
-            small[idx] = compact(attr.maps)
-            rows += score_rows(method, batch, attr.maps, preds[idx], confidence[idx], p_true[idx])
-            for j, i in enumerate(idx):
-                if i in gallery:
-                    kept[i] = attr.maps[j]
-            bar.update(len(batch))
-        bar.close()
-        timings[method] = time.perf_counter() - t0
+        params[method] = explainers[method].describe()
+    keep_full = find_with if checks.discovery and find_with not in covered else None
+    tested = checks.behaviour and any(s.tell is not None for s in data)  # known tells
+    known = (colours if colours is not None else tell_colours(data.samples)) if tested else {}
+    job = Job(name, model_hash, labels, preds, confidence, p_true, frozenset(gallery), batch_size,
+              keep_full, progress, known)  # fmt: skip
+    runnable = {m: kw for m, kw in methods.items() if m in explainers}
+    orders = {m: covered.get(m, np.arange(n)) for m in runnable}
+    if tested:  # the removal / swap predictions, per sample, on the engine too
+        orders[BEHAVIOUR] = np.arange(n)
+    t0 = time.perf_counter()
+    done = explain(engine or EngineOptions(), job, model, runnable, explainers, orders,
+                   data.samples, cache, _compact_shape(data) if n else (1, 1))  # fmt: skip
+    timings["engine"] = time.perf_counter() - t0
+    for method in runnable:
+        res = done.get(method, MethodResult())
+        rows += res.rows
+        timings[method] = res.seconds
+        empty = np.full((n, *_compact_shape(data)), np.nan, np.float16) if n else None
+        small = res.small if res.small is not None else empty
         compact_maps[method] = small if small is not None else np.zeros((0, 1, 1), np.float16)
-        gallery_maps[method] = _gallery_stack(kept, gallery, data)
+        gallery_maps[method] = _gallery_stack(res.kept, gallery, data)
+        if method == keep_full:
+            discovery_maps = res.full
     per_sample = pd.DataFrame(
         rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS, "confidence", "p_true"]
     )
     behaviour: dict[str, dict[str, float]] = {}
-    t0 = time.perf_counter()
-    if checks.behaviour and any(s.tell is not None for s in data):
-        behaviour["removal"] = removal_test(model, data.samples, predictions=preds)
-        known = colours if colours is not None else tell_colours(data.samples)
-        behaviour["swap"] = swap_test(model, data.samples, known)
-    timings["behaviour"] = time.perf_counter() - t0
+    timings["behaviour"] = 0.0
+    if tested:
+        got = done.get(BEHAVIOUR, MethodResult())
+        removed = np.array([r["removed"] for r in got.rows], dtype=np.int64)
+        painted = [r["painted"] for r in got.rows]
+        behaviour["removal"] = removal_test(model, data.samples, predictions=preds, removed=removed)
+        behaviour["swap"] = swap_test(model, data.samples, known, painted=painted)
+        timings["behaviour"] = got.seconds
 
     suspects: list[Suspect] = []
     if discovery_maps and find_with not in covered:

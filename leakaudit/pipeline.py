@@ -23,6 +23,7 @@ from leakaudit.cache import AttributionCache, default_cache_dir
 from leakaudit.data.formats import TELLS_FILE, detect_format, read_dataset
 from leakaudit.data.samples import Dataset
 from leakaudit.discovery import wilson_lower
+from leakaudit.engines import EngineOptions, check_engine
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.explain import EXPLAINERS
 from leakaudit.model_audit import AuditResult, Checks, ModelAudit, audit_model
@@ -84,6 +85,9 @@ class AuditOptions:
     amp: bool = False  # autocast the forward passes of LIME and occlusion
     budget: str | None = None  # e.g. "15m": costly methods explain a stratified sample
     layer: str | None = None  # Grad-CAM layer (default: the last conv layer)
+    engine: str = "local"  # local | ray: where attributions and scores are computed
+    ray_address: str | None = None  # ray: an existing cluster (default: start a local one)
+    ray_workers: int | None = None  # ray: actors in the pool (default: one per CPU or GPU)
 
     @classmethod
     def merged(
@@ -133,12 +137,13 @@ class AuditOptions:
             raise ConfigError("give either --preprocess or --mean/--std, not both")
         for name, lo, hi in (("limit", 1, None), ("max_per_class", 1, None), ("size", 8, 4096),
                              ("lime_samples", 8, None), ("seed", 0, 2**32 - 1), ("epochs", 1, None),
-                             ("lime_segments", 2, None)):  # fmt: skip
+                             ("lime_segments", 2, None), ("ray_workers", 1, None)):  # fmt: skip
             v = getattr(self, name)
             if v is not None and (v < lo or (hi is not None and v > hi)):
                 bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
                 raise ConfigError(f"{name} must be {bound}, got {v}")
         resolve_device(self.device)  # ConfigError now, not after reading the data
+        check_engine(self.engine)
         parse_duration(self.budget)
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
@@ -354,7 +359,7 @@ def audit_one(
         progress=progress, checks=checks,
         cache=AttributionCache(opts.cache_dir or default_cache_dir(), enabled=opts.cache),
         device=resolve_device(opts.device), amp=opts.amp, budget_s=parse_duration(opts.budget),
-        layer=opts.layer,
+        layer=opts.layer, engine=EngineOptions(opts.engine, opts.ray_address, opts.ray_workers),
     )  # fmt: skip
     audit.accuracy = audit.eval_accuracy
     if opts.insight and len(eval_data):

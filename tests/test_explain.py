@@ -118,6 +118,23 @@ def test_smoothgrad_seed_changes_noise(images: np.ndarray) -> None:
     assert not np.array_equal(a, b)
 
 
+def test_smoothgrad_noise_follows_the_image_not_its_batch(images: np.ndarray) -> None:
+    """Engines cut batches differently (issue 17): an image's map must not depend on its
+    neighbours or position, only on (seed, image)."""
+    from leakaudit.models.zoo import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(2).eval()
+    sg = make_explainer("smoothgrad", model, n_samples=3, seed=4)
+    t = np.zeros(3, np.int64)
+    together = sg.attribute(images, t).maps
+    reversed_ = sg.attribute(images[::-1].copy(), t).maps[::-1]
+    alone = np.concatenate([sg.attribute(images[i : i + 1], t[:1]).maps for i in range(3)])
+    np.testing.assert_allclose(reversed_, together, atol=1e-6)
+    np.testing.assert_allclose(alone, together, atol=1e-6)
+    assert not np.allclose(together[0], together[1])  # different images, different noise
+
+
 def test_gradcam_finds_last_conv() -> None:
     from leakaudit.explain.gradcam import last_conv
     from leakaudit.models.zoo import SmallCNN

@@ -1,0 +1,166 @@
+"""The unit of work every engine runs: explain one batch with one method and score it.
+
+Engines differ only in *where* ``explain_batch`` runs (this process, or actors on a Ray
+cluster); the batches themselves (which images, in which order) are cut the same way by
+``plan_tasks``, and every random choice inside a method derives from the image (LIME's and
+SmoothGrad's per-image seeds), so the per-sample numbers do not depend on the engine or on
+the number of workers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from leakaudit.cache import AttributionCache, cached_attribute
+from leakaudit.explain.base import Explainer
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Which engine computes the per-sample evidence, and where (``ray`` only: cluster)."""
+
+    name: str = "local"  # a key of ``engines.ENGINES``
+    address: str | None = None  # ray: an existing cluster ("auto", "ray://host:10001"), else local
+    workers: int | None = None  # ray: actors in the pool (None: one per CPU, or per GPU)
+    # test hook: the first batch any worker takes makes that worker process exit (once, the
+    # marker file records it), so tests can prove Ray's retries lose and duplicate nothing
+    fail_once: str | None = None
+
+
+BEHAVIOUR = "behaviour"  # the task kind of the known-tell removal / swap predictions
+
+
+@dataclass
+class Job:
+    """What every batch of one audit shares: the scores' inputs from the prediction pass."""
+
+    name: str
+    model_hash: str
+    labels: np.ndarray
+    preds: np.ndarray
+    confidence: np.ndarray
+    p_true: np.ndarray
+    gallery: frozenset[int]
+    batch_size: int
+    keep_full: str | None = None  # the method whose full maps discovery needs (None: none)
+    progress: bool = True
+    colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)  # swap test
+
+
+@dataclass(frozen=True)
+class Task:
+    """One batch of one method: positions into the dataset, in the order the engine scores."""
+
+    number: int  # tasks are reassembled in this order, whatever order they finish in
+    method: str
+    idx: np.ndarray
+
+
+@dataclass
+class BatchResult:
+    """What one batch sends back: its rows, small maps, gallery maps and (maybe) full maps."""
+
+    task: int
+    method: str
+    idx: np.ndarray
+    rows: list[dict[str, Any]]
+    small: np.ndarray | None  # None for behaviour batches (no maps)
+    kept: dict[int, np.ndarray]
+    full: np.ndarray | None
+    seconds: float
+    cache_counts: tuple[int, int, int] = (0, 0, 0)  # hits, misses, corrupt
+    cpu_seconds: float = 0.0  # CPU time of the process that ran it (all its threads)
+
+
+@dataclass
+class MethodResult:
+    """One method over the whole dataset, assembled from its batches in task order."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    small: np.ndarray | None = None
+    kept: dict[int, np.ndarray] = field(default_factory=dict)
+    full: list[np.ndarray] = field(default_factory=list)
+    seconds: float = 0.0  # summed over batches: wall time of the process that ran each
+    cpu_seconds: float = 0.0  # core-seconds: what sizes a cluster (docs/scale.md)
+
+
+def plan_tasks(orders: dict[str, np.ndarray], batch_size: int) -> list[Task]:
+    """Method by method, consecutive ``batch_size`` slices of its order (as the loop always was)."""
+    tasks: list[Task] = []
+    for method, order in orders.items():
+        for start in range(0, len(order), batch_size):
+            tasks.append(Task(len(tasks), method, np.asarray(order[start : start + batch_size])))
+    return tasks
+
+
+def explain_batch(
+    task: Task,
+    samples: Sequence[Any],
+    explainer: Explainer | None,
+    job: Job,
+    cache: AttributionCache | None,
+    model: Any = None,
+) -> BatchResult:
+    """Attribute, compact and score one batch: the same code on the driver and on a worker.
+    A ``BEHAVIOUR`` batch instead predicts its samples with the tell covered and painted over
+    (``behaviour.behaviour_predictions``; ``model`` is needed only for it)."""
+    from leakaudit.model_audit import _stack, compact, score_rows  # audit imports engines
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    idx = task.idx
+    if task.method == BEHAVIOUR:
+        from leakaudit.behaviour import behaviour_predictions
+
+        rows = behaviour_predictions(model, samples, job.colours)
+        took = time.perf_counter() - t0
+        return BatchResult(task.number, task.method, idx, rows, None, {}, None, took,
+                           cpu_seconds=time.process_time() - c0)  # fmt: skip
+    assert explainer is not None
+    before = _counts(cache)
+    attr = cached_attribute(explainer, job.model_hash, _stack(samples), job.labels[idx], cache)
+    rows = score_rows(
+        task.method, samples, attr.maps, job.preds[idx], job.confidence[idx], job.p_true[idx]
+    )
+    kept = {int(i): attr.maps[j] for j, i in enumerate(idx) if int(i) in job.gallery}
+    full = attr.maps if task.method == job.keep_full else None
+    after = _counts(cache)
+    return BatchResult(
+        task.number, task.method, idx, rows, compact(attr.maps), kept, full,
+        time.perf_counter() - t0, tuple(a - b for a, b in zip(after, before, strict=True)),
+        time.process_time() - c0,
+    )  # fmt: skip
+
+
+def _counts(cache: AttributionCache | None) -> tuple[int, int, int]:
+    return (cache.hits, cache.misses, cache.corrupt) if cache is not None else (0, 0, 0)
+
+
+def assemble(
+    results: Sequence[BatchResult], tasks: Sequence[Task], n: int, small_shape: tuple[int, int]
+) -> dict[str, MethodResult]:
+    """Batch results → per-method results in task order. Every task must come back exactly
+    once: a lost batch or one counted twice (a retried worker) is an error, not a number."""
+    numbers = sorted(r.task for r in results)
+    if numbers != list(range(len(tasks))):
+        lost = sorted(set(range(len(tasks))) - set(numbers))
+        twice = sorted({k for k in numbers if numbers.count(k) > 1})
+        raise RuntimeError(f"engine returned batches wrongly: lost {lost}, twice {twice}")
+    out: dict[str, MethodResult] = {}
+    for r in sorted(results, key=lambda r: r.task):
+        m = out.setdefault(r.method, MethodResult())
+        if r.small is not None:
+            if m.small is None:
+                m.small = np.full((n, *small_shape), np.nan, np.float16)
+            m.small[r.idx] = r.small
+        m.rows += r.rows
+        m.kept.update(r.kept)
+        if r.full is not None:
+            m.full.append(r.full)
+        m.seconds += r.seconds
+        m.cpu_seconds += r.cpu_seconds
+    return out
