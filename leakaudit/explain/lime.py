@@ -28,6 +28,7 @@ from skimage.filters import gaussian
 from skimage.segmentation import slic
 
 from leakaudit.explain.base import Attribution, Explainer
+from leakaudit.explain.lime_design import orthogonal_design
 from leakaudit.models.train import as_logits, non_finite_error
 from leakaudit.runtime import autocast, configure, model_device
 
@@ -98,16 +99,16 @@ SAMPLINGS = ("bernoulli", "antithetic", "balanced", "orthogonal")
 def sample_masks(
     rng: np.random.Generator, n_samples: int, k: int, sampling: str = "bernoulli"
 ) -> np.ndarray:
-    """Binary (n_samples, k) design; row 0 keeps everything (the unperturbed image).
+    """Binary (n_samples, k) design; row 0 keeps everything (the unperturbed image), as in
+    lime, except in the ``orthogonal`` design.
 
     ``bernoulli``: lime's i.i.d. fair coins. ``antithetic``: the second half repeats the first
     with every bit flipped (z, 1−z), so each superpixel is on in exactly half the pairs.
     ``balanced``: every column has exactly ⌊S/2⌋ ones in a random order, which removes the
     chance imbalance between superpixels' on-counts.
-    ``orthogonal``: random rows and columns of a Sylvester-Hadamard matrix (with random column
-    signs) and their fold-over (z, 1−z): columns are balanced and (nearly) uncorrelated, the
-    minimum-variance design for the linear surrogate, and the fold-over keeps main effects free
-    of two-way interactions (a resolution-IV design; Box & Hunter 1961).
+    ``orthogonal``: blocks of whole Hadamard matrices with fold-over (``lime_design``): columns
+    balanced and uncorrelated, main effects free of even-order interactions. Its row 0 is a
+    design row, not the all-on mask, which would break a fold-over pair.
     """
     if sampling == "bernoulli":
         z = rng.integers(0, 2, size=(n_samples, k)).astype(np.float32)
@@ -115,16 +116,7 @@ def sample_masks(
         half = rng.integers(0, 2, size=((n_samples + 1) // 2, k)).astype(np.float32)
         z = np.concatenate([half, 1.0 - half])[:n_samples]
     elif sampling == "orthogonal":
-        half = (n_samples + 1) // 2
-        size = 1 << int(np.ceil(np.log2(max(half, k + 1, 2))))
-        h = np.ones((1, 1), dtype=np.int8)
-        while len(h) < size:
-            h = np.block([[h, h], [h, -h]])
-        rows = rng.permutation(size)[:half]
-        cols = 1 + rng.permutation(size - 1)[:k]  # column 0 is constant
-        signs = rng.choice(np.array([-1, 1], dtype=np.int8), size=k)
-        top = (h[np.ix_(rows, cols)] * signs > 0).astype(np.float32)
-        z = np.concatenate([top, 1.0 - top])[:n_samples]
+        return orthogonal_design(rng, n_samples, k)  # whole fold-over pairs: no all-on row
     elif sampling == "balanced":
         col = (np.arange(n_samples) < n_samples // 2).astype(np.float32)
         z = rng.permuted(np.repeat(col[:, None], k, axis=1), axis=0)
@@ -134,8 +126,11 @@ def sample_masks(
     return z
 
 
-def kernel_weights(z: torch.Tensor, k: torch.Tensor, width: float) -> torch.Tensor:
-    """lime's kernel: sqrt(exp(-d²/width²)) with d the cosine distance to the all-on mask."""
+def kernel_weights(z: torch.Tensor, k: torch.Tensor, width: float | None) -> torch.Tensor:
+    """lime's kernel: sqrt(exp(-d²/width²)) with d the cosine distance to the all-on mask;
+    ``width=None``: every sample weighs 1 (keeps a fold-over design's pairs balanced)."""
+    if width is None:
+        return torch.ones(z.shape[:2])
     on = z.sum(-1)
     d = 1.0 - torch.sqrt(on / k[:, None])
     return torch.sqrt(torch.exp(-(d**2) / width**2))
@@ -164,7 +159,7 @@ class Lime(Explainer):
         n_samples: int = 500,
         n_segments: int = 50,
         baseline: str = "blur",
-        kernel_width: float = 0.25,
+        kernel_width: float | None = 0.25,
         alpha: float = 1.0,
         seed: int = 0,
         forward_batch: int | None = None,
