@@ -8,7 +8,11 @@ all-on mask, kernel width 0.25, alpha 1, intercept) solved in closed form for al
 Masks are drawn as antithetic pairs (z, 1−z) by default: measured on a SmallCNN (12 images,
 vs a 4000-sample reference), 250 antithetic samples matched 1000 i.i.d. ones (Spearman 0.905
 vs 0.904) and 1000 reached 0.945 — 4× fewer forward passes for the same fidelity.
-``sampling="bernoulli"`` reproduces lime's i.i.d. design.
+``sampling="bernoulli"`` reproduces lime's i.i.d. design. ``sampling="orthogonal"`` (whole
+Hadamard blocks with fold-over, ``lime_design.py``) with ``kernel_width=None`` (no kernel, so
+each pair z, 1−z stays balanced) measured best per sample (docs/scale.md §2): 128 samples match
+lime's fidelity at 1 000. It is not the default: the demo's and calibration's numbers were
+measured with ``antithetic``/500, and ~100 samples (the issue's 10×) fall short of 1 000 i.i.d.
 
 The default baseline is a strong blur, not lime's superpixel-mean colour: hiding a *solid*
 rectangle by its own mean colour changes nothing, so a mean-colour LIME can miss exactly the
@@ -225,11 +229,24 @@ class Lime(Explainer):
         for i, img in enumerate(images):
             rng = image_seed(p["seed"], img)
             z[i, :, : ks[i]] = sample_masks(rng, s, ks[i], p["sampling"])
+        zt = torch.from_numpy(z)
+        y = self.responses(images, targets, segments, z)
+        wts = kernel_weights(zt, torch.tensor(ks, dtype=torch.float32), p["kernel_width"])
+        coef = weighted_ridge(zt, torch.from_numpy(y), wts, p["alpha"])
+        return coef.float().numpy()
+
+    @torch.inference_mode()
+    def responses(
+        self, images: np.ndarray, targets: np.ndarray, segments: np.ndarray, z: np.ndarray
+    ) -> np.ndarray:
+        """The model's target probability for every mask: z (B, S, Kmax) → (B, S) float32.
+        Public so that designs can be studied on the same forward pass (examples/lime_curve.py)."""
+        p = self.params
+        b, s, k_max = z.shape
         base = np.stack(
             [baseline_image(im, sg, p["baseline"]) for im, sg in zip(images, segments, strict=True)]
         )
-        zt = torch.from_numpy(z)
-        z_rows = zt.reshape(b * s, k_max)
+        z_rows = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)).reshape(b * s, k_max)
         seg_t = torch.from_numpy(segments).reshape(b, -1)
         # NHWC throughout: x.permute(0, 3, 1, 2) is then already channels_last, no copy
         img_t = torch.from_numpy(np.array(images, dtype=np.float32))  # copy: views may be odd
@@ -259,7 +276,4 @@ class Lime(Explainer):
         bad = int((~torch.isfinite(y)).sum())
         if bad:
             raise non_finite_error(bad, b * s, "LIME-perturbed images")
-        y = y.reshape(b, s)
-        wts = kernel_weights(zt, torch.tensor(ks, dtype=torch.float32), p["kernel_width"])
-        coef = weighted_ridge(zt, y, wts, p["alpha"])
-        return coef.float().numpy()
+        return y.reshape(b, s).numpy()
