@@ -1,18 +1,18 @@
 """Batched LIME (Ribeiro et al. 2016) in torch: many images' perturbations in one forward.
 
-Per image: SLIC superpixels; ``n_samples`` binary masks (the first keeps every superpixel);
-hidden superpixels take the *baseline* image's pixels; the model's probability for the target
-class is fitted by a kernel-weighted ridge regression (lime's defaults: cosine distance to the
-all-on mask, kernel width 0.25, alpha 1, intercept) solved in closed form for all images at once.
+Per image: SLIC superpixels; ``n_samples`` binary masks (the i.i.d. and antithetic designs
+keep every superpixel in the first); hidden superpixels take the *baseline* image's pixels; the
+model's probability for the target class is fitted by a ridge regression (alpha 1, intercept;
+optionally kernel-weighted as lime does: cosine distance to the all-on mask, kernel width 0.25)
+solved in closed form for all images at once.
 
-Masks are drawn as antithetic pairs (z, 1−z) by default: measured on a SmallCNN (12 images,
-vs a 4000-sample reference), 250 antithetic samples matched 1000 i.i.d. ones (Spearman 0.905
-vs 0.904) and 1000 reached 0.945 — 4× fewer forward passes for the same fidelity.
-``sampling="bernoulli"`` reproduces lime's i.i.d. design. ``sampling="orthogonal"`` (whole
-Hadamard blocks with fold-over, ``lime_design.py``) with ``kernel_width=None`` (no kernel, so
-each pair z, 1−z stays balanced) measured best per sample (docs/scale.md §2): 128 samples match
-lime's fidelity at 1 000. It is not the default: the demo's and calibration's numbers were
-measured with ``antithetic``/500, and ~100 samples (the issue's 10×) fall short of 1 000 i.i.d.
+Masks come from an orthogonal design by default (``sampling="orthogonal"``: whole Hadamard
+blocks with fold-over, ``lime_design.py``) fitted without lime's kernel (``kernel_width=None``:
+a kernel would weigh z and 1−z differently and undo the fold-over's balance). Measured best per
+sample against lime's own 4 000-sample reference (docs/scale.md §2, 8 images × 3 seeds):
+128 samples match lime's fidelity at 1 000 (0.977 vs 0.978), 400 reach 0.988. The earlier
+default, antithetic pairs (z, 1−z) with lime's kernel, stays available (``sampling="antithetic"``,
+``kernel_width=0.25``), and ``sampling="bernoulli"`` reproduces lime's i.i.d. design.
 
 The default baseline is a strong blur, not lime's superpixel-mean colour: hiding a *solid*
 rectangle by its own mean colour changes nothing, so a mean-colour LIME can miss exactly the
@@ -163,12 +163,12 @@ class Lime(Explainer):
         n_samples: int = 500,
         n_segments: int = 50,
         baseline: str = "blur",
-        kernel_width: float | None = 0.25,
+        kernel_width: float | None = None,
         alpha: float = 1.0,
         seed: int = 0,
         forward_batch: int | None = None,
         images_per_chunk: int = 16,
-        sampling: str = "antithetic",
+        sampling: str = "orthogonal",
         amp: bool = False,
     ) -> None:
         if sampling not in SAMPLINGS:
