@@ -25,7 +25,7 @@ bccd() {  # name style classes seed
     rm -rf "$d" && mkdir -p "$d"
     if [ "$style" = window ]; then crop=(--window 192); else crop=(--margin 0.5); fi
     $LA crops --data examples/data/bccd --format voc "${crop[@]}" --size 48 --classes "$classes" \
-        --max-per-class 160 --seed "$seed" --out "$d/crops" > "$d/log.txt" 2>&1 || {
+        --skip-unknown --max-per-class 160 --seed "$seed" --out "$d/crops" > "$d/log.txt" 2>&1 || {
         failed "$1" "bccd-$style" "$classes" "$seed"; return; }
     $LA train --data "$d/crops/images" --size 48 --seed "$seed" --out "$d/model.pt" --quiet \
         >> "$d/log.txt" 2>&1 || { failed "$1" "bccd-$style" "$classes" "$seed"; return; }
