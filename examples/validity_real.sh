@@ -14,7 +14,8 @@ LA=${LA:-.venv/bin/leakaudit}
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-out/validity/real}
 mkdir -p "$OUT"
-: > "$OUT/results.tsv"
+# `validity_real.sh NAME...` redoes only those runs (b3 d2 …), appending to results.tsv
+[ $# -gt 0 ] || : > "$OUT/results.tsv"
 
 failed() {  # name source classes seed: a step before the audit failed
     printf '%s\t%s\t%s\t%s\terror\n' "$1" "$2" "$3" "$4" >> "$OUT/results.tsv"
@@ -59,14 +60,20 @@ PY
     printf '%s\tdigits\t0-9\t%s\t%s\n' "$1" "$seed" "$?" >> "$OUT/results.tsv"
 }
 
-bccd b1 window RBC,WBC,Platelets 0
-digits d1 0
-bccd b2 proportional RBC,WBC,Platelets 1
-digits d2 1
-bccd b3 window RBC,WBC 2
-bccd b4 proportional WBC,Platelets 3
-digits d3 2
-bccd b5 window RBC,Platelets 4
-bccd b6 proportional RBC,WBC 5
-digits d4 3
+RUNS=(
+    "bccd b1 window RBC,WBC,Platelets 0"
+    "digits d1 0"
+    "bccd b2 proportional RBC,WBC,Platelets 1"
+    "digits d2 1"
+    "bccd b3 window RBC,WBC 2"
+    "bccd b4 proportional WBC,Platelets 3"
+    "digits d3 2"
+    "bccd b5 window RBC,Platelets 4"
+    "bccd b6 proportional RBC,WBC 5"
+    "digits d4 3"
+)
+for run in "${RUNS[@]}"; do
+    read -r -a a <<< "$run"
+    if [ $# -eq 0 ] || [[ " $* " == *" ${a[1]} "* ]]; then "${a[@]}"; fi
+done
 cat "$OUT/results.tsv"
