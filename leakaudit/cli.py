@@ -680,7 +680,13 @@ def _class_colour(item: str) -> tuple[str, tuple[float, float, float]]:
 @click.option("--max-per-class", type=POSITIVE, default=None, help="Cap crops per class (seeded).")
 @click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for --max-per-class.")
-def crops(data, format_, out, size, margin, window, classes, max_per_class, images_root, seed):
+@click.option(
+    "--skip-unknown",
+    is_flag=True,
+    help="Drop objects of classes not in --classes (counted) instead of stopping.",
+)
+def crops(data, format_, out, size, margin, window, classes, max_per_class, images_root, seed,
+          skip_unknown):  # fmt: skip
     """Write every annotated object as its own image: an ImageFolder with region masks.
 
     The crops are exactly the samples `--mode crop` reads. Written out, they can be inspected,
@@ -695,7 +701,7 @@ def crops(data, format_, out, size, margin, window, classes, max_per_class, imag
     if format_ == "imagefolder":
         raise click.BadParameter("crops needs boxes: --data must be voc, coco or csv")
     kw: dict = {"mode": "crop", "size": size, "margin": margin, "window": window, "seed": seed}
-    kw.update(classes=_csv(classes), max_per_class=max_per_class)
+    kw.update(classes=_csv(classes), max_per_class=max_per_class, skip_unknown=skip_unknown)
     if images_root:
         kw["images_root"] = images_root
     check_out_dir(out)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 from voc_files import make_voc
 
-from leakaudit.cli import main
+from leakaudit.cli import main, run
 from leakaudit.data.export import export_samples, file_stem
 from leakaudit.data.formats import read_imagefolder, read_voc
 from leakaudit.data.samples import Dataset, Sample
@@ -80,7 +80,7 @@ def test_export_refuses_a_full_folder_and_unsafe_class_names(tmp_path):
         export_samples(bad, tmp_path / "new")
 
 
-def test_crops_command(tmp_path):
+def test_crops_command(tmp_path, capsys):
     voc = _voc(tmp_path / "voc")
     out = tmp_path / "crops"
     args = ["crops", "--data", str(voc), "--format", "voc", "--out", str(out), "--size", "24"]
@@ -89,6 +89,16 @@ def test_crops_command(tmp_path):
     assert "wrote 3 crops" in res.output
     assert sorted(p.name for p in (out / "images").iterdir()) == ["blob", "cell"]
     assert Image.open(next((out / "masks" / "cell").iterdir())).size == (24, 24)
+    # a class subset: the other class's objects stop the command (one line, exit 2) unless
+    # --skip-unknown drops them
+    sub = ["crops", "--data", str(voc), "--format", "voc", "--size", "24", "--classes", "cell"]
+    with pytest.raises(SystemExit) as stop:
+        run([*sub, "--out", str(tmp_path / "c1")])
+    assert stop.value.code == 2 and "--skip-unknown" in capsys.readouterr().err
+    res = CliRunner().invoke(main, [*sub, "--out", str(tmp_path / "c2"), "--skip-unknown"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 2 crops" in res.output
+    assert [p.name for p in (tmp_path / "c2" / "images").iterdir()] == ["cell"]
 
 
 def test_model_card_keeps_crop_options_and_a_different_cut_is_noted(tmp_path):
