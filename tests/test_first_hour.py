@@ -154,3 +154,17 @@ def test_tells_json_that_no_audited_sample_carries_is_warned(tmp_path) -> None:
     (tmp_path / "tells.json").write_text("{}")
     (note,) = tell_notes(opts, data)
     assert note.startswith("Warning:") and "none of the 1 audited samples carries a tell" in note
+
+
+def test_python_dash_m_runs_the_same_command_line() -> None:
+    """`python -m leakaudit` works where the venv's bin folder is not on PATH; a bad option
+    still exits 2 (never 1, which means "leak found")."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "leakaudit", "--help"], capture_output=True,
+                        text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0 and "audit" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "leakaudit", "audit", "--seed", "-1"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2, bad.stderr
