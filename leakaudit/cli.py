@@ -500,7 +500,7 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
         click.echo(f"{name}: {verdict_line(audit.verdict, audit.conditions)}; accuracy "
                    f"{audit.eval_accuracy:.3f}")  # fmt: skip
     for row in result.comparison:
-        if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:
+        if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:  # the headline
             click.echo(f"  {row['method']:>9} {row['score']:<13} {pair[0]} − {pair[1]} = "
                        f"{row['mean_diff']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]")  # fmt: skip
     _echo_warnings(result.notes)

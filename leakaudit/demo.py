@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from torch import nn
 
+from leakaudit.audit_result import AuditResult
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.model_audit import AuditResult, audit_model
+from leakaudit.model_audit import audit_model
 from leakaudit.models.train import accuracy, train_classifier
 from leakaudit.models.zoo import build
 from leakaudit.runtime import configure

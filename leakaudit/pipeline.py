@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from leakaudit.audit_result import AuditResult
 from leakaudit.budget import parse_duration
 from leakaudit.cache import AttributionCache, default_cache_dir
 from leakaudit.data.formats import TELLS_FILE, detect_format, read_dataset
@@ -24,7 +25,7 @@ from leakaudit.data.samples import Dataset
 from leakaudit.discovery import wilson_lower
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.explain import EXPLAINERS
-from leakaudit.model_audit import AuditResult, Checks, ModelAudit, audit_model
+from leakaudit.model_audit import Checks, ModelAudit, audit_model, score_columns
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
 from leakaudit.runtime import configure, resolve_device
@@ -465,16 +466,13 @@ def accuracy_notes(who: str, audit: ModelAudit, data: Dataset) -> list[str]:
     ]
 
 
-COMPARED = ("outside_mass", "tell_mass", "tell_hit")
-
-
 def compare_audits(a: ModelAudit, b: ModelAudit, seed: int) -> list[dict[str, Any]]:
     """Paired differences (a − b) per method and score on the same images, plus correctness."""
     rows = []
     for method in a.per_sample["method"].unique():
         pa = a.per_sample[a.per_sample["method"] == method].set_index("id")
         pb = b.per_sample[b.per_sample["method"] == method].set_index("id").loc[pa.index]
-        for col in COMPARED:
+        for col in score_columns():  # every audited metric (metrics.py)
             diff = paired_compare(pa[col].to_numpy(), pb[col].to_numpy(), seed=seed)
             rows.append({"method": method, "score": col, **diff})
         if method == a.per_sample["method"].iloc[0]:

@@ -164,11 +164,11 @@ class PowerRun:
 
 
 def _conditions(audit: ModelAudit) -> list[dict[str, Any]]:
-    """Name (without status remarks such as a failed sanity check, kept in ``status``), kind,
+    """Name (without the reason it was set aside, which its ``status`` N/A reflects), kind,
     value and status of each condition."""
     return [
         {
-            "name": c.name.split(" (")[0],
+            "name": c.name,
             "kind": c.kind,
             "value": float(c.value),
             "status": c.status,
