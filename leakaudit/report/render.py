@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from leakaudit import __version__, metrics
 from leakaudit.audit_result import AuditResult
+from leakaudit.conditions import CONDITIONS
 from leakaudit.jsonable import jsonable
 from leakaudit.model_audit import per_class_table
 from leakaudit.report import pictures, plots
@@ -369,6 +370,10 @@ def render_html_from(s: dict[str, Any], data: ReportData) -> str:
         key=key_numbers(s, data),
         key_scores=key_scores(),
         metric_columns=[(m.name, m.heading, m.digits) for m in metrics.audited()],
+        condition_legend=[
+            (" / ".join(c.name.replace("{method}: ", "") for c in spec.checks), spec.measured)
+            for spec in CONDITIONS.values()
+        ],
         metrics_rows=_metrics_rows(s, models, methods),
         galleries=_galleries(s, data),
         distributions=_distribution_plots(s, data),
