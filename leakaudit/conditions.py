@@ -242,7 +242,7 @@ def conditions_table() -> str:
         "|---|---|---|---|---|",
     ]
     for s in CONDITIONS.values():
-        names = ", ".join(c.name for c in s.checks)
+        names = ", ".join(c.name.replace("{method}", "*method*") for c in s.checks)
         lines = s.lines_note or f"{s.warn:.2f} / " + ("—" if s.fail == float("inf") else
                                                       f"{s.fail:.2f}")  # fmt: skip
         rows.append(f"| `{s.kind}` | {names} | {s.evidence} | {lines} | {s.measured} |")

@@ -149,3 +149,31 @@ def verdict(conditions: list[Condition]) -> str:
     if not any(c.status != NA and np.isfinite(c.fail) for c in conditions):
         return "inconclusive"
     return "clean"
+
+
+def verdict_line(verdict: str, conditions) -> str:
+    """The verdict and how much it rests on: "CLEAN — no leak found; 1 of 7 conditions
+    measurable"; a caveat when nothing that could fail was measured."""
+    measured = [c for c in conditions if c.status != "N/A"]
+    can_fail = [c for c in measured if c.fail != float("inf")]
+    failed = [c for c in measured if c.status == "FAIL"]
+    words = {"leak": "leak found", "clean": "no leak found", "inconclusive": "nothing decisive"}
+    line = (f"verdict: {verdict.upper()} — {words.get(verdict, verdict)}; "
+            f"{len(measured)} of {len(conditions)} conditions measurable")  # fmt: skip
+    if failed:
+        line += f", {len(failed)} failed"
+    if not can_fail:
+        line += (" (none of them can fail: without tell annotations and without a strong "
+                 "suspected tell, the audit could not test for a leak)")  # fmt: skip
+    return line
+
+
+def exit_code(verdicts: list[str], conditions: list, fail_on: str) -> int:
+    """0 no leak found, 1 leak found (or what --fail-on adds), 3 inconclusive."""
+    if "leak" in verdicts:
+        return 1
+    if fail_on == "warn" and any(c.status == "WARN" for cs in conditions for c in cs):
+        return 1
+    if "inconclusive" in verdicts:
+        return 1 if fail_on == "inconclusive" else 3
+    return 0

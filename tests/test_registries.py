@@ -115,3 +115,10 @@ def test_the_registries_are_back_to_their_own_entries_without_the_fixture() -> N
     assert "peak_on_object" not in metrics.METRICS
     assert "peak_off_object" not in Thresholds().lines
     assert [m.name for m in metrics.audited()] == ["outside_mass", "tell_mass", "tell_hit"]
+
+
+def test_the_docs_table_of_conditions_is_the_registry() -> None:
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[1] / "docs" / "methods.md").read_text(encoding="utf-8")
+    assert conditions.conditions_table() in docs
