@@ -31,6 +31,7 @@ from leakaudit.eval_set import (  # noqa: F401  (importable from here as before)
     unrepresented,
 )
 from leakaudit.explain import EXPLAINERS
+from leakaudit.explain.registry import method_params
 from leakaudit.model_audit import Checks, ModelAudit, audit_model, score_columns
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
@@ -237,9 +238,9 @@ def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None
     return kw
 
 
-def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, int | None]:
-    """The dataset, read with the class order and input size of the model's card (if any)."""
-    meta = read_checkpoint_meta(model_path) if model_path else {}
+def _read(opts: AuditOptions, model_path: str | None, meta: dict) -> tuple[Dataset, int | None]:
+    """The dataset, read with the class order and input size of the model's card ``meta``
+    (read once per model by the caller: ``read_checkpoint_meta``; {} without a model)."""
     prep = meta.get("preprocessing") or {}
     classes = class_order(opts, meta, model_path)
     size = opts.size or prep.get("input_size") or (64 if opts.mode == "crop" else None)
@@ -284,11 +285,10 @@ def crop_mismatch(opts: AuditOptions, meta: dict, model_path: str) -> str | None
 
 
 def _load(
-    opts: AuditOptions, path: str, data: Dataset, size: int | None
+    opts: AuditOptions, path: str, data: Dataset, size: int | None, meta: dict
 ) -> tuple[nn.Module, ModelSpec, str | None]:
     """Load a user model with its preprocessing wrapped in, checked against the class list;
-    also the crop-mismatch warning from the same card (see ``crop_mismatch``), or None."""
-    meta = read_checkpoint_meta(path)
+    also the crop-mismatch warning from the same card ``meta`` (``crop_mismatch``), or None."""
     mean, std = opts.normalisation(meta)
     spec = ModelSpec(
         path=path,
@@ -311,10 +311,9 @@ def audit_one(
     opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, progress: bool
 ) -> ModelAudit:
     """One model on one evaluation set, with every option of `opts` (CLI and Python API)."""
-    methods: dict[str, dict[str, Any]] = {m: {} for m in opts.methods}
-    if "lime" in methods:
-        methods["lime"] = {"n_samples": opts.lime_samples, "n_segments": opts.lime_segments,
-                           "baseline": opts.lime_baseline, "seed": opts.seed}  # fmt: skip
+    methods = method_params(opts.methods, lime_samples=opts.lime_samples,
+                            lime_segments=opts.lime_segments, lime_baseline=opts.lime_baseline,
+                            seed=opts.seed)  # fmt: skip
     checks = Checks(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
                     seed=opts.seed)  # fmt: skip
     audit = audit_model(
@@ -352,7 +351,8 @@ def gallery_indices(data: Dataset) -> list[int]:
 
 def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     configure()
-    data, size = _read(opts, opts.model)
+    card = read_checkpoint_meta(opts.model) if opts.model else {}
+    data, size = _read(opts, opts.model, card)
     notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
     if opts.train:
         train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
@@ -366,7 +366,7 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
             f"{len(test_idx)} held-out samples."
         )
     else:
-        model, spec, warning = _load(opts, opts.model, data, size)
+        model, spec, warning = _load(opts, opts.model, data, size, card)
         notes += [warning] if warning else []
         eval_data = data
     limited = stratified_limit(eval_data, opts.limit, opts.seed)
@@ -414,13 +414,16 @@ def run_compare(
     """Audit two models on the same images (e.g. clean vs poisoned, or two releases) and add
     paired differences with bootstrap CIs, effect sizes (Cohen's d_z) and Wilcoxon p-values."""
     configure()
-    data, size = _read(opts, model_a)
+    cards = {model_a: read_checkpoint_meta(model_a)}
+    data, size = _read(opts, model_a, cards[model_a])
     eval_data = stratified_limit(data, opts.limit, opts.seed)
     warnings = limit_notes(data, eval_data) + tell_notes(opts, eval_data)
     eval_data.problems = list(data.problems)
     audits, specs = {}, {}
     for name, path in zip(names, (model_a, model_b), strict=True):
-        model, specs[name], warning = _load(opts, path, data, size)
+        if path not in cards:
+            cards[path] = read_checkpoint_meta(path)
+        model, specs[name], warning = _load(opts, path, data, size, cards[path])
         warnings += [warning] if warning else []
         audits[name] = audit_one(opts, model, name, eval_data, progress)
         warnings += accuracy_notes(f"Model {name}", audits[name], eval_data)

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.demo import DemoConfig, train_model
+from leakaudit.demo import DemoConfig, demo_methods, train_model
 from leakaudit.discovery import (
     SuspectedTell,
     box_iou,
@@ -195,19 +195,6 @@ def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
     }
 
 
-def _methods(c: DemoConfig, lime: bool) -> dict[str, dict[str, Any]]:
-    """The demo's methods and settings (saliency, and LIME unless switched off)."""
-    methods: dict[str, dict[str, Any]] = {"saliency": {}}
-    if lime:
-        methods["lime"] = {
-            "n_samples": c.lime_samples,
-            "n_segments": c.lime_segments,
-            "baseline": c.lime_baseline,
-            "seed": c.seed + 4,
-        }
-    return methods
-
-
 def _run_cell(
     c: DemoConfig,
     clean: Dataset,
@@ -240,7 +227,7 @@ def _run_cell(
     acc_on_clean = accuracy(model, test_clean.images(), test_clean.labels())
     eval_data = poisoned.subset(test_idx[: c.n_eval])
     everything = list(range(len(eval_data)))  # keep all maps: discovery needs them
-    methods = _methods(c, lime)
+    methods = demo_methods(c, lime)
     audits = {
         name: audit_model(
             m,
