@@ -247,6 +247,21 @@ def sanity_params(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def sanity_runs(
+    methods: dict[str, dict[str, Any]], checks: Checks, budgeted: bool, n: int
+) -> list[tuple[str, dict[str, Any], int]]:
+    """(method, parameters, number of images) per method: the one rule the check and its plan
+    line share. Under a time budget the costly methods use only the first
+    ``checks.sanity_images_costly`` images."""
+    out = []
+    for method, kwargs in methods.items():
+        k = min(n, checks.sanity_images)
+        if budgeted and method in COSTLY:
+            k = min(k, checks.sanity_images_costly)
+        out.append((method, sanity_params(method, kwargs), k))
+    return out
+
+
 def sanity_checks(
     model: nn.Module,
     data: Dataset,
@@ -263,9 +278,7 @@ def sanity_checks(
     images = np.stack([data[i].image for i in idx])
     targets = np.array([data[i].label for i in idx])
     out = {}
-    for method, kwargs in methods.items():
-        params = sanity_params(method, kwargs)
-        k = checks.sanity_images_costly if budgeted and method in COSTLY else len(images)
+    for method, params, k in sanity_runs(methods, checks, budgeted, len(data)):
         out[method] = randomisation_check(
             model, images[:k], targets[:k], explainer=method, seed=checks.seed,
             explainer_params=params,
@@ -284,11 +297,7 @@ def sanity_plan(
     """The plan line for the randomisation check: (steps + 1) explanations of its images."""
     steps = len(cascade_steps(len(parameterised_modules(model))))
     total = 0.0
-    for method, kwargs in methods.items():
-        params = sanity_params(method, kwargs)
-        k = min(n, checks.sanity_images)
-        if budgeted and method in COSTLY:
-            k = min(k, checks.sanity_images_costly)
+    for method, params, k in sanity_runs(methods, checks, budgeted, n):
         f, b = passes_per_image(method, params, plan.shape)
         total += (steps + 1) * k * (f * plan.forward_s + b * plan.backward_s)
     what = f"{steps} randomisation steps × {len(methods)} method(s)"

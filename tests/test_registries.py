@@ -8,14 +8,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
+from model_fixtures import CornerReader
 
 import leakaudit
 from leakaudit import conditions, metrics
 from leakaudit.conditions import Check, ConditionSpec
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.tells import PALETTE, TellSpec, poison
+from leakaudit.tells import TellSpec, poison
 from leakaudit.verdict import FAIL, Thresholds
 
 
@@ -37,18 +36,6 @@ SPEC = ConditionSpec(
     (Check("{method}: peak off object", "method",
            lambda e, m: 1.0 - e.methods[m]["peak_on_object"]),),
 )  # fmt: skip
-
-
-class CornerReader(nn.Module):
-    """Classifies by the colour of the top-left corner, where the tell is: a known cheat."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("palette", torch.tensor(PALETTE[:4], dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patch = x[:, :, 2:8, 2:8].mean(dim=(2, 3))
-        return -((patch[:, None, :] - self.palette[None]) ** 2).sum(-1) * 10
 
 
 @pytest.fixture
