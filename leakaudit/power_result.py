@@ -241,7 +241,7 @@ def calibration_table(result: PowerResult) -> pd.DataFrame:
     th = result.thresholds
     rows = []
     for (name, kind), v in values.items():
-        warn, fail = getattr(th, kind)
+        warn, fail = th[kind]
         row: dict[str, Any] = {"condition": name, "kind": kind}
         for model in ("clean", "poisoned"):
             arr = np.asarray(v[model], dtype=float)

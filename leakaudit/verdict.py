@@ -46,6 +46,14 @@ class Thresholds:
     def __getitem__(self, kind: str) -> tuple[float, float]:
         return self.lines[kind]
 
+    def __getattr__(self, kind: str) -> tuple[float, float]:
+        """``t.swap_follow_rate``, the attribute spelling of ``t["swap_follow_rate"]`` (kept for
+        code written when each kind was a field)."""
+        lines = self.__dict__.get("lines", {})
+        if kind in lines:
+            return lines[kind]
+        raise AttributeError(f"no threshold kind {kind!r}")
+
     def as_dict(self) -> dict[str, list[float]]:
         return {k: list(v) for k, v in self.lines.items()}
 

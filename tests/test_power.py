@@ -84,7 +84,7 @@ def test_calibration_table_covers_every_condition_with_thresholds(result):
         cal["condition"]
     )
     row = cal.set_index("condition").loc["tell swap"]
-    assert (row["warn"], row["fail"]) == result.thresholds.swap_follow_rate
+    assert (row["warn"], row["fail"]) == result.thresholds["swap_follow_rate"]
     assert row["poisoned_max"] >= row["poisoned_min"]
     assert row["n_clean"] == row["n_poisoned"] == 2
 
