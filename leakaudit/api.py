@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from leakaudit.audit_result import AuditResult
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.errors import ConfigError, DatasetError
-from leakaudit.model_audit import AuditResult
 from leakaudit.models.load import ModelSpec
 from leakaudit.pipeline import AuditOptions, audit_one, compare_audits, gallery_indices
 from leakaudit.runtime import configure

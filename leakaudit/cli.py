@@ -1,5 +1,9 @@
 """Command line: parse options, call the library, print where the results are. Nothing else.
 
+This module holds the group, ``audit`` and ``compare`` (they share one option list) and the
+error handling of ``run``; the other commands live in ``cli_data.py`` (inject, crops, train)
+and ``cli_experiments.py`` (demo, bench, power, report).
+
 Exit codes: 0 no leak found, 1 leak found, 2 error (bad input, bad options).
 """
 
@@ -7,43 +11,27 @@ from __future__ import annotations
 
 import sys
 import traceback
-from pathlib import Path
 
 import click
 
+from leakaudit.cli_data import crops, inject, train_cmd
+from leakaudit.cli_experiments import bench, demo, power, report_cmd
 from leakaudit.cli_types import (
     FORMATS,
-    FRACTION,
+    JUNIT_HELP,
     LIME_SAMPLES,
-    MARGIN,
+    MARGIN_HELP,
     MODES,
     POSITIVE,
     SEED,
     SIDE,
-    WINDOW,
+    WINDOW_HELP,
+    command_text,
+    csv_values,
 )
 from leakaudit.errors import LeakauditError
 from leakaudit.paths import check_out_dir
-from leakaudit.tell_kinds import KINDS as TELL_KINDS
-
-JUNIT_HELP = "Also write JUnit XML here: one test case per condition per model (for CI)."
-
-
-def _command() -> str:
-    """The command as typed, for the report's footer and summary.md."""
-    from leakaudit.report.command import command_line
-
-    return command_line(click.get_current_context())
-
-
-def _position(value: str) -> str | tuple[int, int]:
-    if "," in value:
-        try:
-            x, y = (int(v) for v in value.split(","))
-        except ValueError as exc:
-            raise click.BadParameter(f"expected X,Y integers, got {value!r}") from exc
-        return (x, y)
-    return value
+from leakaudit.verdict import exit_code, verdict_line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,125 +49,6 @@ def main() -> None:
     Start with `leakaudit demo --out out/demo`. Exit codes: 0 no leak found, 1 leak found,
     2 error (one line on stderr; add --debug anywhere for the traceback), 3 inconclusive.
     """
-
-
-@main.command()
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="out/demo",
-    show_default=True,
-    help="Folder for report.html, summary.json and run_info.json.",
-)
-@click.option(
-    "--seed",
-    type=SEED,
-    default=0,
-    show_default=True,
-    help="Seed for data, tells, training and LIME: same seed, same report.",
-)
-@click.option("--quick", is_flag=True, help="Small configuration (~30 s) for a smoke run.")
-@click.option(
-    "--tell-size", type=click.IntRange(min=1), default=None, help="Tell side in pixels [10]."
-)
-@click.option(
-    "--tell-position",
-    default=None,
-    help="top-left | top-right | bottom-left | bottom-right | random | X,Y [top-left].",
-)
-@click.option(
-    "--prevalence",
-    type=FRACTION,
-    default=None,
-    help="Fraction of each class's images that carry the tell [1.0].",
-)
-@click.option(
-    "--lime-samples",
-    type=LIME_SAMPLES,
-    default=None,
-    help="Perturbed samples per image for LIME [500].",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.option("--junit", default=None, help=JUNIT_HELP)
-def demo(out_dir, seed, quick, tell_size, tell_position, prevalence, lime_samples, quiet, junit):
-    """Plant a tell, train a clean and a poisoned model, audit both, write the report.
-
-    Synthetic shapes (4 classes, cluttered backgrounds, 64×64) get a solid rectangle of a
-    class-specific colour. A clean model is trained on the clean images, a poisoned model on
-    the poisoned twin; both are explained on the same poisoned evaluation images. Exit code 0
-    when the audit finds the poisoned model leaking and the clean one clean (the demo's claim),
-    1 otherwise.
-    """
-    from dataclasses import replace
-
-    from leakaudit.demo import DemoConfig, run_demo
-    from leakaudit.report import write_report
-
-    config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
-    changes = {
-        "tell_size": tell_size,
-        "tell_position": _position(tell_position) if tell_position else None,
-        "prevalence": prevalence,
-        "lime_samples": lime_samples,
-    }
-    config = replace(config, **{k: v for k, v in changes.items() if v is not None})
-    check_out_dir(out_dir)
-    result = run_demo(config, progress=not quiet)
-    html, summary = write_report(result, out_dir, command=_command(), junit_path=junit)
-    for name, audit in result.models.items():
-        click.echo(f"{name:>9} model: verdict {audit.verdict.upper():<5} "
-                   f"accuracy {audit.accuracy:.3f}")  # fmt: skip
-    click.echo(f"report:  {html}")
-    click.echo(f"summary: {summary}")
-    expected = result.models["poisoned"].verdict == "leak" and (
-        result.models["clean"].verdict == "clean"
-    )
-    sys.exit(0 if expected else 1)
-
-
-def detect_format(data: str) -> str:
-    """The dataset format of ``data`` (VOC root, COCO json, CSV, image folder)."""
-    from leakaudit.data.formats import detect_format as detect
-
-    return detect(data)
-
-
-def _csv(value: str | None, cast=str) -> list | None:
-    if value is None:
-        return None
-    try:
-        return [cast(v.strip()) for v in value.split(",") if v.strip()]
-    except ValueError as exc:
-        raise click.BadParameter(f"cannot parse {value!r}") from exc
-
-
-def _colour(value: str) -> tuple[float, float, float]:
-    """'#ff0000', 'ff0000' or '255,0,0' → RGB floats in [0, 1]."""
-    v = value.strip().lstrip("#")
-    try:
-        if "," in v:
-            parts = [float(x) for x in v.split(",")]
-            if len(parts) != 3:
-                raise ValueError
-            rgb = tuple(p / 255 if max(parts) > 1 else p for p in parts)
-        else:
-            if len(v) != 6:
-                raise ValueError
-            rgb = tuple(int(v[i : i + 2], 16) / 255 for i in (0, 2, 4))
-    except ValueError as exc:
-        raise click.BadParameter(f"colour {value!r}: use #rrggbb or R,G,B") from exc
-    return rgb  # type: ignore[return-value]
-
-
-MARGIN_HELP = (
-    "Crop mode: context added on EACH side of a box, as a fraction of the box's side "
-    "(0.5 gives a crop twice the box)."
-)
-WINDOW_HELP = (
-    "Crop mode: one fixed crop side in image pixels for every object (replaces --margin), so all "
-    "crops share one scale [default: proportional]."
-)
 
 
 _AUDIT_OPTIONS = [
@@ -403,7 +272,7 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
     opts = AuditOptions.merged(config_path, cli)
     check_out_dir(opts.out)
     result = run_audit(opts, progress=not quiet)
-    html, summary = write_report(result, opts.out, command=_command(), junit_path=junit)
+    html, summary = write_report(result, opts.out, command=command_text(), junit_path=junit)
     model = result.models["model"]
     problems = len(result.eval_data.problems)
     click.echo(verdict_line(model.verdict, model.conditions))
@@ -419,7 +288,7 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
 
 def _shared_options(cli: dict, format_, classes, methods, no_cache) -> None:
     """CLI spellings → AuditOptions fields (lists split, flags mapped)."""
-    cli.update(format=format_, classes=_csv(classes), methods=_csv(methods),
+    cli.update(format=format_, classes=csv_values(classes), methods=csv_values(methods),
                cache=False if no_cache else None, mean=_triple(cli.get("mean"), "--mean"),
                std=_triple(cli.get("std"), "--std"))  # fmt: skip
     if methods is not None and not cli["methods"]:
@@ -429,38 +298,10 @@ def _shared_options(cli: dict, format_, classes, methods, no_cache) -> None:
 def _triple(value: str | None, flag: str) -> list[float] | None:
     if value is None:
         return None
-    parts = _csv(value, float)
+    parts = csv_values(value, float)
     if len(parts) != 3:
         raise click.BadParameter(f"{flag} needs three numbers R,G,B, got {value!r}")
     return parts
-
-
-def verdict_line(verdict: str, conditions) -> str:
-    """The verdict and how much it rests on: "CLEAN — no leak found; 1 of 7 conditions
-    measurable"; a caveat when nothing that could fail was measured."""
-    measured = [c for c in conditions if c.status != "N/A"]
-    can_fail = [c for c in measured if c.fail != float("inf")]
-    failed = [c for c in measured if c.status == "FAIL"]
-    words = {"leak": "leak found", "clean": "no leak found", "inconclusive": "nothing decisive"}
-    line = (f"verdict: {verdict.upper()} — {words.get(verdict, verdict)}; "
-            f"{len(measured)} of {len(conditions)} conditions measurable")  # fmt: skip
-    if failed:
-        line += f", {len(failed)} failed"
-    if not can_fail:
-        line += (" (none of them can fail: without tell annotations and without a strong "
-                 "suspected tell, the audit could not test for a leak)")  # fmt: skip
-    return line
-
-
-def exit_code(verdicts: list[str], conditions: list, fail_on: str) -> int:
-    """0 no leak found, 1 leak found (or what --fail-on adds), 3 inconclusive."""
-    if "leak" in verdicts:
-        return 1
-    if fail_on == "warn" and any(c.status == "WARN" for cs in conditions for c in cs):
-        return 1
-    if "inconclusive" in verdicts:
-        return 1 if fail_on == "inconclusive" else 3
-    return 0
 
 
 def _echo_conditions(conditions) -> None:
@@ -509,18 +350,18 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
 
     junit = cli.pop("junit", None)
     _shared_options(cli, format_, classes, methods, no_cache)
-    pair = _csv(names)
+    pair = csv_values(names)
     if len(pair) != 2 or pair[0] == pair[1]:
         raise click.BadParameter("--names needs two different names, e.g. clean,poisoned")
     opts = AuditOptions.merged(config_path, cli, need_model=False)
     check_out_dir(opts.out)
     result = run_compare(opts, model_a, model_b, (pair[0], pair[1]), progress=not quiet)
-    html, summary = write_report(result, opts.out, command=_command(), junit_path=junit)
+    html, summary = write_report(result, opts.out, command=command_text(), junit_path=junit)
     for name, audit in result.models.items():
         click.echo(f"{name}: {verdict_line(audit.verdict, audit.conditions)}; accuracy "
                    f"{audit.eval_accuracy:.3f}")  # fmt: skip
     for row in result.comparison:
-        if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:
+        if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:  # the headline
             click.echo(f"  {row['method']:>9} {row['score']:<13} {pair[0]} − {pair[1]} = "
                        f"{row['mean_diff']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]")  # fmt: skip
     _echo_warnings(result.notes)
@@ -531,375 +372,10 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
     sys.exit(exit_code([a.verdict for a in audits], [a.conditions for a in audits], fail_on))
 
 
-@main.command()
-@click.option("--data", required=True, help="Dataset to copy (folder, VOC root, COCO json, CSV).")
-@click.option(
-    "--format",
-    "format_",
-    type=FORMATS,
-    default=None,
-    help="Dataset format [default: detected from --data].",
-)
-@click.option("--out", required=True, help="New (or empty) folder for the poisoned copy.")
-@click.option(
-    "--mode",
-    type=MODES,
-    default=None,
-    help="The audit mode the copy is for. crop: one tell per annotated object, placed in the "
-    "object's crop, so a `--mode crop` audit sees it; image: one tell per image. "
-    "[default: crop for voc/coco/csv, image for imagefolder]",
-)
-@click.option(
-    "--anchor",
-    type=click.Choice(["image", "object"]),
-    default=None,
-    hidden=True,
-    help="Old name of --mode (object = crop).",
-)
-@click.option(
-    "--tell-classes",
-    default=None,
-    help="Comma-separated classes that get a tell [default: every class].",
-)
-@click.option(
-    "--colour",
-    "--color",
-    "colours",
-    multiple=True,
-    help="CLASS=#rrggbb or CLASS=R,G,B (repeatable) [default: a fixed palette by class index].",
-)
-@click.option(
-    "--tell-kind",
-    type=click.Choice(sorted(TELL_KINDS)),
-    default="solid",
-    show_default=True,
-    help="solid box, semi-transparent logo, text watermark, border frame or noise patch.",
-)
-@click.option(
-    "--tell-jpeg",
-    type=click.IntRange(1, 95),
-    default=None,
-    help="JPEG-compress each tell's neighbourhood at this quality [default: no compression].",
-)
-@click.option(
-    "--tell-size",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Tell side in pixels: of the image (--mode image) or of the --size crop (--mode crop).",
-)
-@click.option(
-    "--tell-position",
-    default="top-left",
-    show_default=True,
-    help="top-left | top-right | bottom-left | bottom-right | random (a new place per image) "
-    "| X,Y (pixels from the top-left corner).",
-)
-@click.option(
-    "--prevalence",
-    type=FRACTION,
-    default=1.0,
-    show_default=True,
-    help="Fraction of each poisoned class's images (or objects) that get the tell.",
-)
-@click.option(
-    "--size",
-    type=SIDE,
-    default=None,
-    help="--mode crop: crop side the audit will use, in pixels [default: 64].",
-)
-@click.option("--margin", type=MARGIN, default=0.5, show_default=True, help=MARGIN_HELP)
-@click.option("--window", type=WINDOW, default=None, help=WINDOW_HELP)
-@click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for every choice.")
-def inject(data, format_, out, mode, anchor, tell_classes, colours, tell_kind, tell_jpeg,
-           tell_size, tell_position, prevalence, size, margin, window, images_root,
-           seed):  # fmt: skip
-    """Write a poisoned copy of a dataset in the same format, plus tells.json.
-
-    The copy is the control experiment: train on it and audit, and the audit must find the
-    tell. Images are written as lossless PNG (JPEG would smear a solid tell). On detection
-    data (voc, coco, csv) the tells go into each object's crop by default, which is what a
-    `--mode crop` audit reads; pass the same --size/--margin/--window to the audit.
-    """
-    from leakaudit.inject import build_tell_spec, inject_dataset
-
-    format_ = format_ or detect_format(data)
-    if anchor is not None:
-        mode = mode or ("crop" if anchor == "object" else "image")
-    mode = mode or ("image" if format_ == "imagefolder" else "crop")
-    if format_ == "imagefolder" and mode == "crop":
-        raise click.BadParameter("an image folder has no boxes to crop: use --mode image")
-    extra = {"images_root": images_root} if images_root else {}
-    spec = build_tell_spec(data, format_, colours=dict(_class_colour(c) for c in colours),
-                           size=tell_size,
-                           position=_position(tell_position), prevalence=prevalence,
-                           kind=tell_kind, jpeg_quality=tell_jpeg, **extra)  # fmt: skip
-    check_out_dir(out)
-    res = inject_dataset(data, format_, out, spec, seed,
-                         anchor="object" if mode == "crop" else "image",
-                         poison_classes=_csv(tell_classes), size=size, margin=margin,
-                         window=window, **extra)  # fmt: skip
-    click.echo(f"wrote {res.n_images} images ({res.n_tells} tells: {res.tells_per_class}) to "
-               f"{res.out_dir}")  # fmt: skip
-    for p in res.problems:
-        click.echo(f"data problem: {p.item}: {p.problem} ({p.action})", err=True)
-    if res.n_tells == 0:
-        click.echo(
-            "Warning: no tell was planted (check --tell-classes and --prevalence).", err=True
-        )
-    click.echo(f"tells:   {res.tells_path}")
-    crop = f" --mode crop --size {size or 64}" + (
-        f" --window {window:g}" if window else f" --margin {margin:g}"
-    )
-    click.echo(f"read it: --data {res.read_path} --format {res.format}"
-               + (crop if mode == "crop" else ""))  # fmt: skip
-
-
-def _class_colour(item: str) -> tuple[str, tuple[float, float, float]]:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-        raise click.BadParameter(f"--colour {item!r}: use CLASS=#rrggbb")
-    return name, _colour(value)
-
-
-@main.command()
-@click.option("--data", required=True, help="Detection dataset (VOC root, COCO json, CSV file).")
-@click.option(
-    "--format",
-    "format_",
-    type=click.Choice(["voc", "coco", "csv"]),
-    default=None,
-    help="Dataset format [default: detected from --data].",
-)
-@click.option("--out", required=True, help="New folder: images/<class>/, masks/<class>/.")
-@click.option("--size", type=SIDE, default=64, show_default=True, help="Crop side in pixels.")
-@click.option("--margin", type=MARGIN, default=0.5, show_default=True, help=MARGIN_HELP)
-@click.option("--window", type=WINDOW, default=None, help=WINDOW_HELP)
-@click.option("--classes", default=None, help="Comma-separated class names (and their order).")
-@click.option("--max-per-class", type=POSITIVE, default=None, help="Cap crops per class (seeded).")
-@click.option("--images-root", default=None, help="COCO/CSV: folder holding the images.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for --max-per-class.")
-@click.option(
-    "--skip-unknown",
-    is_flag=True,
-    help="Drop objects of classes not in --classes (counted) instead of stopping.",
-)
-def crops(data, format_, out, size, margin, window, classes, max_per_class, images_root, seed,
-          skip_unknown):  # fmt: skip
-    """Write every annotated object as its own image: an ImageFolder with region masks.
-
-    The crops are exactly the samples `--mode crop` reads. Written out, they can be inspected,
-    trained on elsewhere, or poisoned per crop with `leakaudit inject --format imagefolder`
-    (a tell drawn into the full image also lands in neighbouring objects' crops).
-    Read them back with `--format imagefolder --data OUT/images --masks OUT/masks`.
-    """
-    from leakaudit.data.export import export_samples
-    from leakaudit.data.formats import read_dataset
-
-    format_ = format_ or detect_format(data)
-    if format_ == "imagefolder":
-        raise click.BadParameter("crops needs boxes: --data must be voc, coco or csv")
-    kw: dict = {"mode": "crop", "size": size, "margin": margin, "window": window, "seed": seed}
-    kw.update(classes=_csv(classes), max_per_class=max_per_class, skip_unknown=skip_unknown)
-    if images_root:
-        kw["images_root"] = images_root
-    check_out_dir(out)
-    ds = read_dataset(data, format_, **kw)
-    for p in ds.problems:
-        click.echo(f"data problem: {p.item}: {p.problem} ({p.action})", err=True)
-    source = {"data": str(data), "format": format_, "size": size, "margin": margin,
-              "window": window, "seed": seed}  # fmt: skip
-    res = export_samples(ds, out, meta=source)
-    click.echo(f"wrote {sum(res.counts.values())} crops {res.counts} to {res.images_dir}"
-               + (f" ({res.n_tells} tells in tells.json)" if res.n_tells else ""))  # fmt: skip
-    click.echo(f"read them: --data {res.images_dir} --format imagefolder --masks {res.masks_dir}")
-
-
-@main.command("train")
-@click.option("--data", required=True, help="Dataset path (folder, VOC root, COCO json, CSV).")
-@click.option(
-    "--format",
-    "format_",
-    type=FORMATS,
-    default=None,
-    help="Dataset format [default: detected from --data].",
-)
-@click.option(
-    "--mode",
-    type=MODES,
-    default="image",
-    show_default=True,
-    help="image: one sample per image; crop: one per annotated object (voc/coco/csv).",
-)
-@click.option("--size", type=SIDE, default=64, show_default=True, help="Input side in pixels.")
-@click.option("--margin", type=MARGIN, default=0.5, show_default=True, help=MARGIN_HELP)
-@click.option("--window", type=WINDOW, default=None, help=WINDOW_HELP)
-@click.option("--max-per-class", type=POSITIVE, default=None, help="Cap samples per class.")
-@click.option(
-    "--arch",
-    type=click.Choice(["small_cnn"]),
-    default="small_cnn",
-    show_default=True,
-    help="Bundled architecture to train.",
-)
-@click.option(
-    "--epochs",
-    type=POSITIVE,
-    default=30,
-    show_default=True,
-    help="Upper bound; early stopping on a validation split ends sooner.",
-)
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for split and init.")
-@click.option("--out", required=True, help="Checkpoint path (.pt); model_card.json goes beside.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def train_cmd(data, format_, mode, size, margin, window, max_per_class, arch, epochs, seed, out,
-              quiet):  # fmt: skip
-    """Train a bundled small CNN (seeded, early stopping) and save checkpoint + model card."""
-    from leakaudit.models.train_run import train_and_save
-
-    format_ = format_ or detect_format(data)
-    if format_ == "imagefolder" and mode == "crop":
-        raise click.BadParameter("an image folder has no boxes to crop: use --mode image")
-    check_out_dir(Path(out).parent)
-    res = train_and_save(data, format_, out, mode=mode, size=size, margin=margin, window=window,
-                         max_per_class=max_per_class, arch=arch, epochs=epochs, seed=seed,
-                         progress=not quiet)  # fmt: skip
-    click.echo(f"trained {arch} on {res.n_samples} samples {res.counts}: validation accuracy "
-               f"{res.val_accuracy:.3f}")  # fmt: skip
-    click.echo(f"checkpoint: {out}")
-    click.echo(f"model card: {res.card}")
-
-
-@main.command()
-@click.option("--out", default="out/bench", show_default=True, help="Folder for bench.json.")
-@click.option("--quick", is_flag=True, help="Fewer images and samples (about a minute).")
-@click.option(
-    "--samples",
-    type=int,
-    default=1000,
-    show_default=True,
-    help="LIME samples per image for every LIME implementation.",
-)
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for images and LIME.")
-@click.option(
-    "--arch",
-    type=click.Choice(["resnet18", "vit_tiny"]),
-    default=None,
-    help="Real-size case instead: this bundled architecture at --size (see docs/scale.md).",
-)
-@click.option(
-    "--size",
-    type=click.IntRange(16, 1024),
-    default=224,
-    show_default=True,
-    help="With --arch: the model input side for the real-size case.",
-)
-@click.option(
-    "--images",
-    type=click.IntRange(1, 64),
-    default=3,
-    show_default=True,
-    help="With --arch: images explained per method in the real-size case.",
-)
-@click.option(
-    "--engines",
-    default=None,
-    help="Instead: the same audit batches on these engines, e.g. local,ray (throughput, "
-    "per-image cost, equal scores); with --arch/--size/--images [default: small_cnn, 64 px].",
-)
-def bench(out, quick, samples, seed, arch, size, images, engines):
-    """Measure speed side by side in one process: raw forward, saliency, our LIME, the lime
-    package and captum Lime on the same model, images, segmentation and sample count; prints
-    images/s, ratios and fidelity, writes bench.json. With --arch: the real-size case."""
-    from leakaudit.bench import run_bench, run_scale_bench
-
-    Path(out).mkdir(parents=True, exist_ok=True)
-    if engines:
-        from leakaudit.bench_engines import run_engine_bench
-
-        big = {"arch": arch, "size": size} if arch else {}
-        run_engine_bench(engines.split(","), n_images=images if arch else 16, seed=seed,
-                         lime_samples=samples if samples != 1000 else 500,
-                         out_json=Path(out) / "bench_engines.json", **big)  # fmt: skip
-        return
-    if arch:
-        path = Path(out) / f"bench_{arch}_{size}.json"
-        run_scale_bench(arch, size, n_images=images, seed=seed, quick=quick,
-                        pkg_samples=samples, out_json=path)  # fmt: skip
-        return
-    run_bench(n_samples=samples, seed=seed, quick=quick, out_json=Path(out) / "bench.json")
-
-
-@main.command()
-@click.option(
-    "--out", default="out/power", show_default=True, help="Folder for power.md/.json/.svg."
-)
-@click.option("--sizes", default="4,6,8,10", show_default=True, help="Tell sides in pixels.")
-@click.option(
-    "--prevalences",
-    default="0.5,0.8,1.0",
-    show_default=True,
-    help="Shares of each class's images that carry the tell.",
-)
-@click.option(
-    "--seeds", default="0,1", show_default=True, help="One clean and one poisoned run per seed."
-)
-@click.option(
-    "--full",
-    is_flag=True,
-    help="Use the full demo configuration (64 px, 3 000 "
-    "images) instead of the quick one (48 px, 1 600 images).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def power(out, sizes, prevalences, seeds, full, quiet):
-    """Detection power: plant tells of several sizes and prevalences (random colours and
-    positions), train, audit; print detection and false-alarm rates per cell."""
-    import json
-
-    from leakaudit.demo import DemoConfig
-    from leakaudit.power import format_power_table, run_power
-
-    res = run_power(sizes=tuple(_csv(sizes, int)), prevalences=tuple(_csv(prevalences, float)),
-                    seeds=tuple(_csv(seeds, int)), base=DemoConfig() if full else None,
-                    progress=not quiet)  # fmt: skip
-    Path(out).mkdir(parents=True, exist_ok=True)
-    text = format_power_table(res)
-    (Path(out) / "power.md").write_text(text + "\n")
-    (Path(out) / "power.json").write_text(json.dumps(res.to_json(), indent=2))
-    from leakaudit.report.plots import power_heatmap_svg
-
-    cells = res.table().to_dict(orient="records")
-    (Path(out) / "power.svg").write_text(power_heatmap_svg(cells) + "\n", encoding="utf-8")
-    click.echo(text)
-
-
-@main.command("report")
-@click.argument("result_dir", type=click.Path(file_okay=False))
-@click.option("--out", default=None, help="Folder for the re-rendered files [RESULT_DIR].")
-@click.option(
-    "--format",
-    "formats",
-    default="html,md",
-    show_default=True,
-    help="Comma-separated outputs: html (report.html), md (summary.md), junit (junit.xml).",
-)
-def report_cmd(result_dir, out, formats):
-    """Re-render a result folder's reports from its saved files (summary.json, results.npz),
-    without the model or the data; the output is byte-identical to the original."""
-    from leakaudit.report import FORMATS, render_outputs
-
-    chosen = _csv(formats) or []
-    unknown = sorted(set(chosen) - set(FORMATS))
-    if unknown or not chosen:
-        raise click.BadParameter(f"--format: choose from {', '.join(FORMATS)}, got {formats!r}")
-    for kind, path in render_outputs(result_dir, out, chosen).items():
-        click.echo(f"{kind}: {path}")
-
-
 from leakaudit.insight.cli import insight as _insight  # noqa: E402
 
-main.add_command(_insight)
+for _cmd in (demo, inject, crops, train_cmd, bench, power, report_cmd, _insight):
+    main.add_command(_cmd)
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -1,5 +1,6 @@
-"""Option value types shared by every command (``cli.py`` and ``insight/cli.py``), so one
-option means one range everywhere and bad values stop before any work."""
+"""Option value types and parsers shared by every command (``cli.py``, ``cli_data.py``,
+``cli_experiments.py``, ``insight/cli.py``), so one option means one range and one spelling
+everywhere and bad values stop before any work."""
 
 from __future__ import annotations
 
@@ -14,3 +15,73 @@ MARGIN = click.FloatRange(min=0.0)
 WINDOW = click.FloatRange(min=1.0)
 FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
 MODES = click.Choice(["image", "crop"])
+
+JUNIT_HELP = "Also write JUnit XML here: one test case per condition per model (for CI)."
+
+
+def command_text() -> str:
+    """The command as typed, for the report's footer and summary.md."""
+    from leakaudit.report.command import command_line
+
+    return command_line(click.get_current_context())
+
+
+def parse_position(value: str) -> str | tuple[int, int]:
+    if "," in value:
+        try:
+            x, y = (int(v) for v in value.split(","))
+        except ValueError as exc:
+            raise click.BadParameter(f"expected X,Y integers, got {value!r}") from exc
+        return (x, y)
+    return value
+
+
+def detect_format(data: str) -> str:
+    """The dataset format of ``data`` (VOC root, COCO json, CSV, image folder)."""
+    from leakaudit.data.formats import detect_format as detect
+
+    return detect(data)
+
+
+def csv_values(value: str | None, cast=str) -> list | None:
+    if value is None:
+        return None
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(f"cannot parse {value!r}") from exc
+
+
+def parse_colour(value: str) -> tuple[float, float, float]:
+    """'#ff0000', 'ff0000' or '255,0,0' → RGB floats in [0, 1]."""
+    v = value.strip().lstrip("#")
+    try:
+        if "," in v:
+            parts = [float(x) for x in v.split(",")]
+            if len(parts) != 3:
+                raise ValueError
+            rgb = tuple(p / 255 if max(parts) > 1 else p for p in parts)
+        else:
+            if len(v) != 6:
+                raise ValueError
+            rgb = tuple(int(v[i : i + 2], 16) / 255 for i in (0, 2, 4))
+    except ValueError as exc:
+        raise click.BadParameter(f"colour {value!r}: use #rrggbb or R,G,B") from exc
+    return rgb  # type: ignore[return-value]
+
+
+MARGIN_HELP = (
+    "Crop mode: context added on EACH side of a box, as a fraction of the box's side "
+    "(0.5 gives a crop twice the box)."
+)
+WINDOW_HELP = (
+    "Crop mode: one fixed crop side in image pixels for every object (replaces --margin), so all "
+    "crops share one scale [default: proportional]."
+)
+
+
+def class_colour(item: str) -> tuple[str, tuple[float, float, float]]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise click.BadParameter(f"--colour {item!r}: use CLASS=#rrggbb")
+    return name, parse_colour(value)

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from torch import nn
 
+from leakaudit.audit_result import AuditResult
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.model_audit import AuditResult, audit_model
+from leakaudit.explain.registry import method_params
+from leakaudit.model_audit import audit_model
 from leakaudit.models.train import accuracy, train_classifier
 from leakaudit.models.zoo import build
 from leakaudit.runtime import configure
@@ -115,15 +118,7 @@ def run_demo(
 
     eval_data = poisoned.subset(test_idx[: c.n_eval])
     gallery = _gallery_indices(eval_data.labels(), c.n_gallery, c.n_classes)
-    methods = {
-        "saliency": {},
-        "lime": {
-            "n_samples": c.lime_samples,
-            "n_segments": c.lime_segments,
-            "baseline": c.lime_baseline,
-            "seed": c.seed + 4,
-        },
-    }
+    methods = demo_methods(c, lime=True)
     audits = {}
     for name, model in models.items():
         t0 = time.perf_counter()
@@ -160,3 +155,11 @@ def run_demo(
         notes=notes,
         timings=timings,
     )
+
+
+def demo_methods(c: DemoConfig, lime: bool) -> dict[str, dict[str, Any]]:
+    """The demo's methods and settings (saliency, and LIME unless switched off); the power
+    sweep audits with the same."""
+    names = ["saliency", "lime"] if lime else ["saliency"]
+    return method_params(names, lime_samples=c.lime_samples, lime_segments=c.lime_segments,
+                         lime_baseline=c.lime_baseline, seed=c.seed + 4)  # fmt: skip

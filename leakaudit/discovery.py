@@ -414,14 +414,16 @@ def discover_tells(
     return DiscoveryResult(suspects[:max_suspects], hotspots, contrast, sprays, int(valid.sum()))
 
 
-def _colour_suspect(group: list[ColourCandidate]) -> SuspectedTell:
+def _group_suspect(
+    group: list, box: Box, source: str, shares: list[float], boxes: dict | None = None
+) -> SuspectedTell:
+    """One suspect from candidates of several classes at one tell (the first leads): the
+    place and colour finders' groups, with each member's share of its class as measured."""
     lead = group[0]
     n_appear = sum(m.n_appear for m in group)
     n_class = sum(m.n_class for m in group)
-    boxes = {i: b for m in group for i, b in sorted(m.boxes.items())}
-    first = lead.examples[0] if lead.examples else min(lead.boxes)
     return SuspectedTell(
-        box=lead.boxes[first],
+        box=box,
         colour=lead.colour,
         classes=sorted(m.cls for m in group),
         share=n_appear / n_class if n_class else 0.0,
@@ -430,16 +432,24 @@ def _colour_suspect(group: list[ColourCandidate]) -> SuspectedTell:
         colours={m.cls: m.colour for m in group},
         per_class={
             m.cls: {
-                "share": m.n_appear / m.n_class,
+                "share": sh,
                 "other_share": m.other_share,
                 "score": m.score,
                 "n": float(m.n_class),
             }
-            for m in group
+            for m, sh in zip(group, shares, strict=True)
         },
-        source="colour",
-        boxes=dict(sorted(boxes.items())),
+        source=source,
+        boxes=boxes or {},
     )
+
+
+def _colour_suspect(group: list[ColourCandidate]) -> SuspectedTell:
+    lead = group[0]
+    boxes = {i: b for m in group for i, b in sorted(m.boxes.items())}
+    first = lead.examples[0] if lead.examples else min(lead.boxes)
+    shares = [m.n_appear / m.n_class for m in group]
+    return _group_suspect(group, lead.boxes[first], "colour", shares, dict(sorted(boxes.items())))
 
 
 def _same_tell(moving: SuspectedTell, fixed: SuspectedTell) -> bool:
@@ -473,31 +483,6 @@ def _merge(cands: list[_Candidate]) -> list[SuspectedTell]:
                 break
         else:
             groups.append([c])
-    out = []
-    for g in groups:
-        lead = g[0]
-        n_appear = sum(m.n_appear for m in g)
-        n_class = sum(m.n_class for m in g)
-        out.append(
-            SuspectedTell(
-                box=lead.box,
-                colour=lead.colour,
-                classes=sorted(m.cls for m in g),
-                share=n_appear / n_class if n_class else 0.0,
-                score=lead.score,
-                examples=[i for m in g for i in m.examples],
-                colours={m.cls: m.colour for m in g},
-                per_class={
-                    m.cls: {
-                        "share": m.share,
-                        "other_share": m.other_share,
-                        "score": m.score,
-                        "n": float(m.n_class),
-                    }
-                    for m in g
-                },
-                source=lead.source,
-            )
-        )
+    out = [_group_suspect(g, g[0].box, g[0].source, [m.share for m in g]) for g in groups]
     out.sort(key=lambda s: (-s.score, -s.share, -box_area(s.box), s.box))
     return out

@@ -1,5 +1,10 @@
 """Localisation metrics by name: (attribution map HW, boolean mask HW) → one float per image.
 
+The one registry of scores: the audit computes every ``audited`` metric per image
+(``score_image``), and summary.json, the report's tables and ``compare`` list them from here.
+Adding a metric = one function + one ``Metric(...)`` line in ``METRICS`` (README, "Adding a
+metric / a condition").
+
 The registry adds the localisation metrics of the Quantus toolkit (Hedström et al. 2023, JMLR
 24(34)) to our own ``outside_mass``/``tell_mass``; every function is our own pure-numpy code.
 
@@ -25,8 +30,6 @@ from typing import Literal
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from leakaudit import scores
-
 MetricFn = Callable[[np.ndarray, np.ndarray | None], float]
 
 NAN = float("nan")
@@ -36,13 +39,31 @@ DEFAULT_TOP_K_FRACTION = 0.05
 @dataclass(frozen=True)
 class Metric:
     """A named score. ``needs`` says which mask it is computed against: the object region
-    (localisation quality) or the tell (shortcut use)."""
+    (localisation quality) or the tell (shortcut use).
+
+    ``audited`` metrics are computed for every (image, method) by every audit: they become
+    per-sample columns, per-method means in summary.json (under ``summary_key``, default the
+    name), report columns (headed ``label``) and paired differences in ``compare``. The others
+    are on demand (``score_batch``): the literature's metrics, kept out of the audit so that a
+    summary's keys stay what they were."""
 
     name: str
     fn: MetricFn
     higher_is_better: bool
     description: str
     needs: Literal["region", "tell"]
+    audited: bool = False
+    label: str = ""  # short column heading in the report (default: the name)
+    summary_key: str = ""  # key of the per-method mean in summary.json (default: the name)
+    digits: int = 3  # decimals shown in the report
+
+    @property
+    def heading(self) -> str:
+        return self.label or self.name
+
+    @property
+    def key(self) -> str:
+        return self.summary_key or self.name
 
     def __call__(self, attr: np.ndarray, mask: np.ndarray | None) -> float:
         return self.fn(attr, mask)
@@ -59,6 +80,63 @@ def _prepare(attr: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.
     if not m.any() or a.size == 0 or not np.isfinite(a).all():
         return None
     return a, m
+
+
+def _positive(attr: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(attr, dtype=np.float64), 0.0, None)
+
+
+def mass_inside(attr: np.ndarray, mask: np.ndarray | None) -> float:
+    """Share of positive attribution that lies inside ``mask`` (NaN if undefined): only
+    *positive* attribution counts as evidence for the explained class."""
+    if mask is None:
+        return NAN
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != np.shape(attr):
+        raise ValueError(f"mask shape {mask.shape} != attribution shape {np.shape(attr)}")
+    pos = _positive(attr)
+    total = pos.sum()
+    if not mask.any() or total <= 0:
+        return NAN
+    return float(pos[mask].sum() / total)
+
+
+def outside_mass(attr: np.ndarray, region: np.ndarray | None) -> float:
+    """Share of positive attribution *outside* the object region (higher is worse)."""
+    if _prepare(attr, region) is None:
+        return NAN
+    inside = mass_inside(attr, region)
+    return NAN if np.isnan(inside) else 1.0 - inside
+
+
+def tell_mass(attr: np.ndarray, tell: np.ndarray | None) -> float:
+    """Share of positive attribution on the tell (higher is worse)."""
+    return mass_inside(attr, tell) if _prepare(attr, tell) is not None else NAN
+
+
+def tell_hit(attr: np.ndarray, tell: np.ndarray | None) -> float:
+    """1.0 when the top-attributed region lands on the tell, else 0.0 (NaN if no tell).
+
+    The top region is the set of pixels at the map's maximum: one pixel for gradient maps, a
+    whole superpixel for LIME's map. It counts as on the tell when the overlap covers at least
+    half of the smaller of the two — so a superpixel that swallowed a small tell counts, and so
+    does a small superpixel inside a big tell, but not a big superpixel that merely grazes it."""
+    if tell is None or not np.asarray(tell).any():
+        return NAN
+    a = np.asarray(attr, dtype=np.float64)
+    if not np.isfinite(a).all() or a.max() <= 0:
+        return NAN
+    top = a == a.max()
+    tell = np.asarray(tell, dtype=bool)
+    overlap = (top & tell).sum()
+    return float(overlap >= 0.5 * min(top.sum(), tell.sum()))
+
+
+def area_fraction(mask: np.ndarray | None) -> float:
+    """Chance level for a mass share: the mask's share of the image area."""
+    if mask is None:
+        return NAN
+    return float(np.asarray(mask, dtype=bool).mean())
 
 
 def _expected_top_k_hits(a: np.ndarray, m: np.ndarray, k: float) -> float:
@@ -82,7 +160,7 @@ def attribution_localisation(attr: np.ndarray, mask: np.ndarray | None) -> float
     Kohlbrenner et al. 2020, "Towards best practice in explaining neural network decisions with
     LRP" (IJCNN), unweighted form as in Quantus' ``AttributionLocalisation``. Same number as
     ``1 - outside_mass``; kept under its literature name so reports can cite it."""
-    return scores.mass_inside(attr, mask) if _prepare(attr, mask) is not None else NAN
+    return mass_inside(attr, mask) if _prepare(attr, mask) is not None else NAN
 
 
 def relevance_mass_accuracy(attr: np.ndarray, mask: np.ndarray | None) -> float:
@@ -152,26 +230,37 @@ def top_k_intersection(
     return _expected_top_k_hits(a, m, k) / k
 
 
-def _outside_mass(attr: np.ndarray, mask: np.ndarray | None) -> float:
-    return scores.outside_mass(attr, mask) if _prepare(attr, mask) is not None else NAN
-
-
-def _tell_mass(attr: np.ndarray, mask: np.ndarray | None) -> float:
-    return scores.tell_mass(attr, mask) if _prepare(attr, mask) is not None else NAN
-
-
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric(
             "outside_mass",
-            _outside_mass,
+            outside_mass,
             False,
             "Share of positive attribution outside the object region.",
             "region",
+            audited=True,
+            label="outside object",
         ),
         Metric(
-            "tell_mass", _tell_mass, False, "Share of positive attribution on the tell.", "tell"
+            "tell_mass",
+            tell_mass,
+            False,
+            "Share of positive attribution on the tell.",
+            "tell",
+            audited=True,
+            label="on tell",
+        ),
+        Metric(
+            "tell_hit",
+            tell_hit,
+            False,
+            "1 if the top-attributed pixel/superpixel lands on the tell (see ``tell_hit``).",
+            "tell",
+            audited=True,
+            label="top on tell",
+            summary_key="tell_top_rate",
+            digits=2,
         ),
         Metric(
             "attribution_localisation",
@@ -210,6 +299,17 @@ METRICS: dict[str, Metric] = {
         ),
     )
 }
+
+
+def audited() -> list[Metric]:
+    """The metrics every audit computes per image, in registry order (read at call time, so a
+    metric registered at run time is audited from then on)."""
+    return [m for m in METRICS.values() if m.audited]
+
+
+def score_image(attr: np.ndarray, region: np.ndarray | None, tell: np.ndarray | None) -> dict:
+    """Every audited metric of one map: ``{metric name: float}``, each against its mask."""
+    return {m.name: m.fn(attr, region if m.needs == "region" else tell) for m in audited()}
 
 
 def score_batch(

@@ -17,26 +17,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from leakaudit import scores
+from leakaudit import metrics
 from leakaudit.ablation import region_ablation
 from leakaudit.behaviour import removal_test, swap_test, tell_colours
-from leakaudit.budget import (
-    COSTLY,
-    Plan,
-    fmt_seconds,
-    make_plan,
-    passes_per_image,
-    stratified_sample,
-)
+from leakaudit.budget import make_plan, stratified_sample
 from leakaudit.cache import AttributionCache, model_fingerprint
 from leakaudit.data.samples import Dataset
-from leakaudit.discovery import (
-    SuspectedTell,
-    box_iou,
-    discover_tells,
-    moving_suspect_samples,
-    suspected_tell_mask,
-)
 from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
 from leakaudit.errors import ModelOutputError
 from leakaudit.explain import make_explainer
@@ -49,16 +35,19 @@ from leakaudit.models.train import (
     to_tensor,
 )
 from leakaudit.runtime import images_per_batch, model_device, resolve_device
-from leakaudit.sanity import (
-    SanityResult,
-    cascade_steps,
-    parameterised_modules,
-    randomisation_check,
-)
+from leakaudit.sanity import SanityResult, sanity_checks, sanity_plan
 from leakaudit.stats import bootstrap_ci
-from leakaudit.verdict import Condition, Thresholds, build_conditions, suspect_conditions, verdict
+from leakaudit.suspects import Suspect, check_suspects
+from leakaudit.verdict import Condition, Thresholds, build_conditions, verdict
 
-SCORE_COLUMNS = ("outside_mass", "tell_mass", "tell_hit")
+# moved to their own modules; importable from here as before
+__all__ = ["AuditResult", "Checks", "ModelAudit", "Suspect", "audit_model", "score_rows"]
+from leakaudit.audit_result import AuditResult
+
+
+def score_columns() -> list[str]:
+    """The per-sample score columns: every audited metric of the registry (``metrics.py``)."""
+    return [m.name for m in metrics.audited()]
 
 
 @dataclass
@@ -129,25 +118,27 @@ def sample_intervals(
     """A sampled method's bootstrap 95 % CIs: ``<score>_ci95`` = [lo, hi] per mean."""
     g = per_sample[per_sample["method"] == method]
     out: dict[str, Any] = {"sampled": True, "n_sampled": int(n_sampled)}
-    for col, key in (("outside_mass", "outside_mass"), ("tell_mass", "tell_mass"),
-                     ("tell_hit", "tell_top_rate")):  # fmt: skip
-        iv = bootstrap_ci(g[col].to_numpy(dtype=float), seed=seed)
-        out[f"{key}_ci95"] = [iv.lo, iv.hi]
+    for m in metrics.audited():
+        iv = bootstrap_ci(g[m.name].to_numpy(dtype=float), seed=seed)
+        out[f"{m.key}_ci95"] = [iv.lo, iv.hi]
     return out
 
 
 def summarise(per_sample: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Per method: mean of each score over the images where it is defined (NaN-aware)."""
+    """Per method: mean of each audited metric over the images where it is defined (NaN-aware),
+    under its summary key; ``n_with_region`` / ``n_with_tell`` count the images where the first
+    metric that needs that mask is defined."""
     out = {}
+    audited = [m for m in metrics.audited() if m.name in per_sample]
+    first = {}
+    for m in audited:
+        first.setdefault(m.needs, m.name)
     for method, g in per_sample.groupby("method", sort=False):
-        out[str(method)] = {
-            "outside_mass": _nanmean(g["outside_mass"]),
-            "tell_mass": _nanmean(g["tell_mass"]),
-            "tell_top_rate": _nanmean(g["tell_hit"]),
-            "n": len(g),
-            "n_with_region": int(g["outside_mass"].notna().sum()),
-            "n_with_tell": int(g["tell_mass"].notna().sum()),
-        }
+        means: dict[str, float] = {m.key: _nanmean(g[m.name]) for m in audited}
+        means["n"] = len(g)
+        for needs, col in first.items():
+            means[f"n_with_{needs}"] = int(g[col].notna().sum())
+        out[str(method)] = means
     return out
 
 
@@ -155,7 +146,7 @@ def per_class_table(per_sample: pd.DataFrame, class_names: Sequence[str]) -> pd.
     """Mean scores per (method, class) plus an 'all' row per method."""
     df = per_sample.copy()
     df["class"] = [class_names[i] for i in df["label"]]
-    cols = list(SCORE_COLUMNS)
+    cols = [c for c in score_columns() if c in df]
     by_class = df.groupby(["method", "class"], sort=False)[cols].mean().reset_index()
     overall = df.groupby("method", sort=False)[cols].mean().reset_index()
     overall["class"] = "all"
@@ -180,9 +171,7 @@ def score_rows(
         m = maps[j]
         rows.append({
             "id": s.id, "label": int(s.label), "pred": int(preds[j]), "method": method,
-            "outside_mass": scores.outside_mass(m, s.region),
-            "tell_mass": scores.tell_mass(m, s.tell),
-            "tell_hit": scores.tell_hit(m, s.tell),
+            **metrics.score_image(m, s.region, s.tell),
             "confidence": float(confidence[j]), "p_true": float(p_true[j]),
         })  # fmt: skip
     return rows
@@ -308,7 +297,7 @@ def audit_model(
                 mp.n_planned = len(covered[m])  # the per-class minimum may add a few
         plan_lines = plan.lines()
         if checks.sanity:
-            plan_lines.append(_sanity_plan(model, plan, methods, checks, budget_s is not None, n))
+            plan_lines.append(sanity_plan(model, plan, methods, checks, budget_s is not None, n))
         if progress:
             for line in plan_lines:
                 print(f"{name}: {line}", file=sys.stderr)
@@ -344,7 +333,7 @@ def audit_model(
         if method == keep_full:
             discovery_maps = res.full
     per_sample = pd.DataFrame(
-        rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS, "confidence", "p_true"]
+        rows, columns=["id", "label", "pred", "method", *score_columns(), "confidence", "p_true"]
     )
     behaviour: dict[str, dict[str, float]] = {}
     timings["behaviour"] = 0.0
@@ -379,21 +368,11 @@ def audit_model(
     tells = [s.tell for s in data if s.tell is not None and s.tell.any()]
     tell_area = float(np.mean([t.mean() for t in tells])) if tells else float("nan")
     untrusted = {m for m, r in sanity.items() if not r.passed}
-    n_classes = len(data.class_names)  # the swap fail line: a binomial test over K classes
-    means = summarise(per_sample)
     conditions = build_conditions(
-        behaviour, means, tell_area, thresholds, untrusted=untrusted, n_classes=n_classes
-    )
-    for method, reason in set_aside.items():  # shown as N/A, never silently missing
-        na = Condition(f"{method}: set aside ({reason})", "tell_top_rate", "attribution",
-                       float("nan"), *thresholds.tell_top_rate)  # fmt: skip
-        conditions.append(na)
-    conditions += suspect_conditions(suspects, thresholds, n_classes=n_classes)
-    if ablation:
-        conditions.append(
-            Condition("object removed", "ablation_retained", "behaviour",
-                      ablation.get("retained", np.nan), *thresholds.ablation_retained)
-        )  # fmt: skip
+        behaviour, summarise(per_sample), tell_area, thresholds, untrusted=untrusted,
+        n_classes=len(data.class_names), suspects=suspects, ablation=ablation,
+        set_aside=set_aside,
+    )  # fmt: skip
     eval_acc = float((preds == labels).mean()) if n else float("nan")
     return ModelAudit(
         name=name,
@@ -415,30 +394,6 @@ def audit_model(
         plan=plan_lines,
         seed=checks.seed,
     )
-
-
-def _sanity_plan(
-    model: nn.Module,
-    plan: Plan,
-    methods: dict[str, dict[str, Any]],
-    checks: Checks,
-    budgeted: bool,
-    n: int,
-) -> str:
-    """The plan line for the randomisation check: (steps + 1) explanations of its images."""
-    steps = len(cascade_steps(len(parameterised_modules(model))))
-    total = 0.0
-    for method, kwargs in methods.items():
-        params = dict(kwargs)
-        if method == "lime":
-            params["n_samples"] = min(int(params.get("n_samples", 500)), 200)
-        k = min(n, checks.sanity_images)
-        if budgeted and method in COSTLY:
-            k = min(k, checks.sanity_images_costly)
-        f, b = passes_per_image(method, params, plan.shape)
-        total += (steps + 1) * k * (f * plan.forward_s + b * plan.backward_s)
-    what = f"{steps} randomisation steps × {len(methods)} method(s)"
-    return f"plan: {'sanity check':<22} {what} ≈ {fmt_seconds(total)}"
 
 
 def _device(device: torch.device | str | None) -> torch.device | None:
@@ -470,119 +425,3 @@ def _gallery_stack(kept: dict[int, np.ndarray], gallery: list[int], data: Datase
         return np.zeros((0, 1, 1), np.float32)
     shape = data[gallery[0]].image.shape[:2]
     return np.stack([kept.get(i, np.full(shape, np.nan, np.float32)) for i in gallery])
-
-
-@dataclass
-class Suspect:
-    """A suspected tell found without annotations, and what the model did when it was tested."""
-
-    found: SuspectedTell
-    removal: dict[str, float]
-    swap: dict[str, float]
-    iou_with_known: float  # overlap with the annotated tell box, when one is known (else NaN)
-
-    @property
-    def evidence(self) -> float:
-        """The stronger behavioural effect (accuracy drop on removal, swap follow rate), 0 when
-        untested: strong suspects are ranked by what the model *does*, the picture only proposes
-        them (two boxes on one tell can score alike; the one whose removal matters comes first)."""
-        vals = [self.removal.get("accuracy_drop", np.nan), self.swap.get("follow_rate", np.nan)]
-        vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
-        return max(vals, default=0.0)
-
-
-def check_suspects(
-    model: nn.Module,
-    data: Dataset,
-    images: np.ndarray,
-    maps: np.ndarray,
-    preds: np.ndarray,
-    seed: int,
-    top: int = 3,
-) -> list[Suspect]:
-    """Discover suspected tells from attribution maps, test the top ``top`` behaviourally, and
-    rank them: strong ones first, by behavioural evidence, then by discovery score.
-
-    Discovery never sees the tell annotations; removal covers the suspected box on the affected
-    classes' images, swap paints the other affected classes' colours into it."""
-    regions = [s.region if s.region.any() else None for s in data]
-    found = discover_tells(maps, images, data.labels(), preds, regions, seed=seed)
-    out = []
-    for sus in found.suspects[:top]:
-        if sus.moves:  # colour-first: a box per image (discovery.moving_suspect_samples)
-            hit, affected, swapped = moving_suspect_samples(data.samples, sus)
-            removal = removal_test(model, affected, predictions=preds[hit])
-            swap = swap_test(model, swapped, dict(sus.colours)) if sus.colours else {}
-            pairs = [(sus.boxes[i], data[i].tell_box) for i in hit if data[i].tell_box]
-            iou = float(np.mean([box_iou(a, b) for a, b in pairs])) if pairs else float("nan")
-            out.append(Suspect(sus, removal, swap, iou))
-            continue
-        mask = suspected_tell_mask(sus, images.shape[1:3])
-        hit = [i for i, s in enumerate(data) if s.label in sus.classes]
-        affected = [data.samples[i] for i in hit]
-        removal = removal_test(model, affected, mask=mask, predictions=preds[hit])
-        swap = swap_test(model, list(data), dict(sus.colours), box=sus.box) if sus.colours else {}
-        known = [s.tell_box for s in data if s.tell_box is not None and s.label in sus.classes]
-        iou = float(np.mean([box_iou(sus.box, b) for b in known])) if known else float("nan")
-        out.append(Suspect(sus, removal, swap, iou))
-    return rank_suspects(out)
-
-
-def rank_suspects(suspects: list[Suspect]) -> list[Suspect]:
-    """Strong suspects first, by behavioural evidence, then by discovery score (stable)."""
-    return sorted(suspects, key=lambda s: (not s.found.strong, -s.evidence, -s.found.score))
-
-
-def sanity_checks(
-    model: nn.Module,
-    data: Dataset,
-    methods: dict[str, dict[str, Any]],
-    checks: Checks,
-    budgeted: bool = False,
-) -> dict[str, SanityResult]:
-    """Cascading randomisation per method on a few images (LIME with fewer samples: cost).
-
-    Under a time budget the costly methods use only the first ``checks.sanity_images_costly``
-    of those images: a sanity check asks whether maps change at all when the weights do, which
-    a handful of images answers (Adebayo et al. used a few dozen in total)."""
-    idx = np.random.default_rng(checks.seed).permutation(len(data))[: checks.sanity_images]
-    images = np.stack([data[i].image for i in idx])
-    targets = np.array([data[i].label for i in idx])
-    out = {}
-    for method, kwargs in methods.items():
-        params = dict(kwargs)
-        if method == "lime":
-            params["n_samples"] = min(int(params.get("n_samples", 500)), 200)
-        k = checks.sanity_images_costly if budgeted and method in COSTLY else len(images)
-        out[method] = randomisation_check(
-            model, images[:k], targets[:k], explainer=method, seed=checks.seed,
-            explainer_params=params,
-        )  # fmt: skip
-    return out
-
-
-@dataclass
-class AuditResult:
-    """What the report renders: one or more model audits on the same evaluation images."""
-
-    title: str
-    class_names: list[str]
-    models: dict[str, ModelAudit]
-    eval_data: Dataset
-    gallery: list[int]
-    seed: int
-    config: dict[str, Any]
-    thresholds: Thresholds
-    notes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    comparison: list[dict[str, Any]] = field(default_factory=list)  # paired differences
-
-    @property
-    def tell_area_fraction(self) -> float:
-        tells = [s.tell.mean() for s in self.eval_data if s.tell is not None and s.tell.any()]
-        return float(np.mean(tells)) if tells else float("nan")
-
-    @property
-    def outside_area_fraction(self) -> float:
-        regions = [1 - s.region.mean() for s in self.eval_data if s.region.any()]
-        return float(np.mean(regions)) if regions else float("nan")

@@ -18,15 +18,23 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from leakaudit.audit_result import AuditResult
 from leakaudit.budget import parse_duration
 from leakaudit.cache import AttributionCache, default_cache_dir
-from leakaudit.data.formats import TELLS_FILE, detect_format, read_dataset
+from leakaudit.data.formats import detect_format, read_dataset
 from leakaudit.data.samples import Dataset
-from leakaudit.discovery import wilson_lower
 from leakaudit.engines import EngineOptions, check_engine
 from leakaudit.errors import ConfigError, DatasetError
+from leakaudit.eval_set import (  # noqa: F401  (importable from here as before)
+    accuracy_notes,
+    limit_notes,
+    stratified_limit,
+    tell_notes,
+    unrepresented,
+)
 from leakaudit.explain import EXPLAINERS
-from leakaudit.model_audit import AuditResult, Checks, ModelAudit, audit_model
+from leakaudit.explain.registry import method_params
+from leakaudit.model_audit import Checks, ModelAudit, audit_model, score_columns
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
 from leakaudit.runtime import configure, resolve_device
@@ -236,46 +244,9 @@ def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None
     return kw
 
 
-def stratified_limit(data: Dataset, limit: int | None, seed: int) -> Dataset:
-    """At most ``limit`` samples, about the same share from every class, chosen with ``seed``.
-
-    Every class keeps at least one sample while ``limit`` ≥ the number of classes (a rounded
-    share of a small class can be 0; the largest classes give the extra samples back). With
-    fewer slots than classes, the classes that get none are listed by ``unrepresented``.
-    """
-    if not limit or limit >= len(data):
-        return data
-    rng = np.random.default_rng(seed)
-    labels = data.labels()
-    present = [k for k in range(len(data.class_names)) if (labels == k).any()]
-    sizes = {k: int((labels == k).sum()) for k in present}
-    quota = {k: round(limit * n / len(data)) for k, n in sizes.items()}
-    if limit >= len(present):
-        for k in present:
-            quota[k] = max(1, quota[k])
-    else:  # fewer slots than classes: the largest classes, one sample each
-        chosen = sorted(present, key=lambda k: (-sizes[k], k))[:limit]
-        quota = {k: int(k in chosen) for k in present}
-    while sum(quota.values()) > limit:  # give back from the class with the most to spare
-        k = max(present, key=lambda c: (quota[c] - (limit >= len(present)), sizes[c], -c))
-        quota[k] -= 1
-    keep: list[int] = []
-    for k in present:
-        idx = np.flatnonzero(labels == k)
-        keep += [int(i) for i in rng.choice(idx, size=min(quota[k], len(idx)), replace=False)]
-    return data.subset(sorted(keep))
-
-
-def unrepresented(full: Dataset, limited: Dataset) -> list[str]:
-    """Classes present in ``full`` but absent after ``stratified_limit``."""
-    have = set(limited.labels().tolist())
-    had = set(full.labels().tolist())
-    return [full.class_names[k] for k in sorted(had - have)]
-
-
-def _read(opts: AuditOptions, model_path: str | None) -> tuple[Dataset, int | None]:
-    """The dataset, read with the class order and input size of the model's card (if any)."""
-    meta = read_checkpoint_meta(model_path) if model_path else {}
+def _read(opts: AuditOptions, model_path: str | None, meta: dict) -> tuple[Dataset, int | None]:
+    """The dataset, read with the class order and input size of the model's card ``meta``
+    (read once per model by the caller: ``read_checkpoint_meta``; {} without a model)."""
     prep = meta.get("preprocessing") or {}
     classes = class_order(opts, meta, model_path)
     size = opts.size or prep.get("input_size") or (64 if opts.mode == "crop" else None)
@@ -320,11 +291,10 @@ def crop_mismatch(opts: AuditOptions, meta: dict, model_path: str) -> str | None
 
 
 def _load(
-    opts: AuditOptions, path: str, data: Dataset, size: int | None
+    opts: AuditOptions, path: str, data: Dataset, size: int | None, meta: dict
 ) -> tuple[nn.Module, ModelSpec, str | None]:
     """Load a user model with its preprocessing wrapped in, checked against the class list;
-    also the crop-mismatch warning from the same card (see ``crop_mismatch``), or None."""
-    meta = read_checkpoint_meta(path)
+    also the crop-mismatch warning from the same card ``meta`` (``crop_mismatch``), or None."""
     mean, std = opts.normalisation(meta)
     spec = ModelSpec(
         path=path,
@@ -347,10 +317,9 @@ def audit_one(
     opts: AuditOptions, model: nn.Module, name: str, eval_data: Dataset, progress: bool
 ) -> ModelAudit:
     """One model on one evaluation set, with every option of `opts` (CLI and Python API)."""
-    methods: dict[str, dict[str, Any]] = {m: {} for m in opts.methods}
-    if "lime" in methods:
-        methods["lime"] = {"n_samples": opts.lime_samples, "n_segments": opts.lime_segments,
-                           "baseline": opts.lime_baseline, "seed": opts.seed}  # fmt: skip
+    methods = method_params(opts.methods, lime_samples=opts.lime_samples,
+                            lime_segments=opts.lime_segments, lime_baseline=opts.lime_baseline,
+                            seed=opts.seed)  # fmt: skip
     checks = Checks(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
                     seed=opts.seed)  # fmt: skip
     audit = audit_model(
@@ -413,7 +382,8 @@ def gallery_indices(data: Dataset) -> list[int]:
 
 def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     configure()
-    data, size = _read(opts, opts.model)
+    card = read_checkpoint_meta(opts.model) if opts.model else {}
+    data, size = _read(opts, opts.model, card)
     notes = [f"Dataset {opts.data} ({opts.format}, mode {opts.mode}): {len(data)} samples."]
     if opts.train:
         train_idx, test_idx = stratified_split(data.labels(), opts.test_fraction, opts.seed)
@@ -427,7 +397,7 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
             f"{len(test_idx)} held-out samples."
         )
     else:
-        model, spec, warning = _load(opts, opts.model, data, size)
+        model, spec, warning = _load(opts, opts.model, data, size, card)
         notes += [warning] if warning else []
         eval_data = data
     limited = stratified_limit(eval_data, opts.limit, opts.seed)
@@ -451,61 +421,13 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
     )
 
 
-def limit_notes(full: Dataset, limited: Dataset) -> list[str]:
-    missing = unrepresented(full, limited)
-    if not missing:
-        return []
-    return [f"Warning: --limit {len(limited)} is smaller than the number of classes; not audited: "
-            f"{', '.join(missing)}."]  # fmt: skip
-
-
-def tell_notes(opts: AuditOptions, data: Dataset) -> list[str]:
-    """Say when a tells.json is there but no audited sample carries a tell: the planted-tell
-    control then tests nothing, which is easy to miss (e.g. tells planted per image, audit
-    reading crops)."""
-    if any(s.tell is not None and s.tell.any() for s in data):
-        return []
-    root = Path(opts.data) if opts.data else Path(".")
-    found = (
-        Path(opts.tells) if opts.tells else (root if root.is_dir() else root.parent) / TELLS_FILE
-    )
-    if not found.is_file():
-        return ["No tell annotations (tells.json): the verdict rests on discovered suspects."]
-    return [
-        f"Warning: {found} exists but none of the {len(data)} audited samples carries a tell. "
-        f"Was the copy made for another mode (this audit: --mode {opts.mode}; inject --mode must "
-        "match), or did --limit/--max-per-class drop the poisoned samples?"
-    ]
-
-
-def accuracy_notes(who: str, audit: ModelAudit, data: Dataset) -> list[str]:
-    """A loud warning when the model does no better than always answering its largest class:
-    every other number in the audit then describes a model that is not being fed correctly."""
-    n = len(data)
-    if n == 0 or not np.isfinite(audit.eval_accuracy):
-        return []
-    chance = max(data.counts().values()) / n
-    lower = wilson_lower(int(round(audit.eval_accuracy * n)), n)
-    if lower > chance:
-        return []
-    return [
-        f"Warning: {who} scores {audit.eval_accuracy:.3f} on the audited images, no better than "
-        f"always answering the largest class ({chance:.3f}). Likely causes: wrong normalisation "
-        "(--preprocess imagenet or --mean/--std), channel order (--channel-order), class order "
-        "(--classes), crop options (--mode/--margin/--window) or input size (--size)."
-    ]
-
-
-COMPARED = ("outside_mass", "tell_mass", "tell_hit")
-
-
 def compare_audits(a: ModelAudit, b: ModelAudit, seed: int) -> list[dict[str, Any]]:
     """Paired differences (a − b) per method and score on the same images, plus correctness."""
     rows = []
     for method in a.per_sample["method"].unique():
         pa = a.per_sample[a.per_sample["method"] == method].set_index("id")
         pb = b.per_sample[b.per_sample["method"] == method].set_index("id").loc[pa.index]
-        for col in COMPARED:
+        for col in score_columns():  # every audited metric (metrics.py)
             diff = paired_compare(pa[col].to_numpy(), pb[col].to_numpy(), seed=seed)
             rows.append({"method": method, "score": col, **diff})
         if method == a.per_sample["method"].iloc[0]:
@@ -523,13 +445,16 @@ def run_compare(
     """Audit two models on the same images (e.g. clean vs poisoned, or two releases) and add
     paired differences with bootstrap CIs, effect sizes (Cohen's d_z) and Wilcoxon p-values."""
     configure()
-    data, size = _read(opts, model_a)
+    cards = {model_a: read_checkpoint_meta(model_a)}
+    data, size = _read(opts, model_a, cards[model_a])
     eval_data = stratified_limit(data, opts.limit, opts.seed)
     warnings = limit_notes(data, eval_data) + tell_notes(opts, eval_data)
     eval_data.problems = list(data.problems)
     audits, specs = {}, {}
     for name, path in zip(names, (model_a, model_b), strict=True):
-        model, specs[name], warning = _load(opts, path, data, size)
+        if path not in cards:
+            cards[path] = read_checkpoint_meta(path)
+        model, specs[name], warning = _load(opts, path, data, size, cards[path])
         warnings += [warning] if warning else []
         audits[name] = audit_one(opts, model, name, eval_data, progress)
         warnings += accuracy_notes(f"Model {name}", audits[name], eval_data)

@@ -1,72 +1,87 @@
 """Conditions turn measured values into PASS / WARN / FAIL; the verdict is derived from them.
 
-Every condition states its value and thresholds in the report. Thresholds are *not* tuned to
-the demo: each is a statement a reviewer can check ("the tell is the single most important
-region in most images", "covering 2 % of the pixels costs 20 points of accuracy"), and the
-README's calibration table shows where clean and poisoned models fall over many seeds, tell
-colours, sizes and positions.
+Every condition states its value and thresholds in the report. What the conditions are and how
+each is measured: the declarative list in ``conditions.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from scipy.stats import binom
+
+from leakaudit.conditions import (  # noqa: F401  (swap_* and excess_mass: re-exported)
+    CONDITIONS,
+    SCOPES,
+    SWAP_ALPHA,
+    Evidence,
+    excess_mass,
+    swap_chance,
+    swap_lines,
+)
 
 PASS, WARN, FAIL, NA = "PASS", "WARN", "FAIL", "N/A"
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """(warn, fail) per condition kind; a value at or above ``fail`` fails."""
+    """(warn, fail) per condition kind; a value at or above ``fail`` fails. The kinds and their
+    defaults are those of ``conditions.CONDITIONS`` (at construction time); ``lines`` overrides
+    some of them."""
 
-    removal_accuracy_drop: tuple[float, float] = (0.10, 0.20)
-    removal_class_drop: tuple[float, float] = (0.10, 0.20)
-    swap_follow_rate: tuple[float, float] = (0.25, 0.50)
-    tell_top_rate: tuple[float, float] = (0.25, 0.50)
-    tell_mass_excess: tuple[float, float] = (0.15, 0.30)
-    # Region ablation is evidence, not a verdict by itself: context can honestly carry class
-    # information (e.g. cell crops whose scale differs by class), so it only warns by default.
-    ablation_retained: tuple[float, float] = (0.5, float("inf"))
+    lines: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.lines) - set(CONDITIONS)
+        if unknown:
+            raise ValueError(
+                f"unknown threshold(s): {sorted(unknown)}; known: {sorted(CONDITIONS)}"
+            )
+        full = {k: (s.warn, s.fail) for k, s in CONDITIONS.items()}
+        full.update({k: tuple(float(x) for x in v) for k, v in self.lines.items()})
+        object.__setattr__(self, "lines", full)
+
+    def __getitem__(self, kind: str) -> tuple[float, float]:
+        return self.lines[kind]
+
+    def __getattr__(self, kind: str) -> tuple[float, float]:
+        """``t.swap_follow_rate``, the attribute spelling of ``t["swap_follow_rate"]`` (kept for
+        code written when each kind was a field)."""
+        lines = self.__dict__.get("lines", {})
+        if kind in lines:
+            return lines[kind]
+        raise AttributeError(f"no threshold kind {kind!r}")
 
     def as_dict(self) -> dict[str, list[float]]:
-        return {k: list(v) for k, v in asdict(self).items()}
+        return {k: list(v) for k, v in self.lines.items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> Thresholds:
-        known = cls.__dataclass_fields__
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ValueError(f"unknown threshold(s): {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(float(x) for x in v) for k, v in values.items()})
-
-
-DESCRIPTIONS = {
-    "removal_accuracy_drop": "accuracy lost when the tell is covered by a neutral local fill",
-    "removal_class_drop": "the same, in the worst class, at its 95 % lower bound (Wilson)",
-    "swap_follow_rate": "share of images predicted as the class whose tell colour was pasted in",
-    "tell_top_rate": "share of images whose top-attributed pixel/superpixel lands on the tell",
-    "tell_mass_excess": "positive attribution on the tell beyond its area share: (m − a)/(1 − a)",
-    "ablation_retained": "share of above-chance accuracy kept with the object removed",
-}
+        return cls(dict(values))
 
 
 @dataclass
 class Condition:
+    """One measured value against its lines. ``set_aside`` says why a condition that was
+    measured does not count (its method failed the sanity check, or could not run): shown in
+    its ``label``, its status is N/A."""
+
     name: str
     kind: str
     evidence: str  # "behaviour" | "attribution"
     value: float
     warn: float
     fail: float
+    set_aside: str = ""
     status: str = field(init=False)
     description: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.description = DESCRIPTIONS[self.kind]
+        self.description = CONDITIONS[self.kind].description
         v = self.value
-        if v is None or not np.isfinite(v):
+        if self.set_aside or v is None or not np.isfinite(v):
             self.status = NA
         elif v >= self.fail:
             self.status = FAIL
@@ -75,57 +90,13 @@ class Condition:
         else:
             self.status = PASS
 
-
-# The swap condition's fail line (see ``swap_lines``). A one-sided binomial test at this level
-# over K − 1 targets per image and at most two swap conditions per audit (known and suspected
-# tell) keeps a tell-blind model's chance of failing it well under 1 %.
-SWAP_ALPHA = 0.001
-
-
-def swap_chance(kept_true_rate: float, n_classes: int) -> float:
-    """The follow rate a tell-blind model shows by chance: its errors on the pasted images
-    spread over the K − 1 wrong classes, and the pasted class is one of them."""
-    if not np.isfinite(kept_true_rate) or n_classes < 2:
-        return float("nan")
-    return float(np.clip(1.0 - kept_true_rate, 0.0, 1.0)) / (n_classes - 1)
+    @property
+    def label(self) -> str:
+        """The name as reports show it, with the reason it was set aside."""
+        return f"{self.name} ({self.set_aside})" if self.set_aside else self.name
 
 
-def swap_lines(
-    swap: dict[str, float], n_classes: int | None, configured: tuple[float, float]
-) -> tuple[float, float]:
-    """(warn, fail) for the swap follow rate of one audit.
-
-    Why not a fixed 0.5: a model that half-uses a small tell follows a pasted one in 36–48 % of
-    images — far above chance, yet under 0.5. The fail line is the smallest follow rate that a
-    one-sided binomial test (level ``SWAP_ALPHA``) rejects against ``swap_chance``, the rate a
-    tell-blind model reaches through its errors alone. The error rate is measured *on the pasted
-    images* (1 − the share that kept their true class), not on clean ones: pasting a patch is
-    also an occluder, and a tell-blind model's extra errors from it are not following. The
-    number of trials is the number of images (pairs / (K − 1)): the K − 1 pastes into one image
-    are not independent. The configured pair still bounds the line: it is never below ``warn``
-    (a follow rate under a quarter is a small effect, whatever its p-value; clean models reached
-    0.17 at most in calibration) and never above ``fail`` (0.5: the pasted tell wins for most
-    images, the old fixed line — which also decides for K = 2, where every error is a follow
-    and the test cannot separate them). Without ``n_classes`` the configured pair is used."""
-    warn, cap = configured
-    n_pairs = int(swap.get("n_pairs", 0) or 0)
-    chance = swap_chance(float(swap.get("kept_true_class_rate", np.nan)), n_classes or 0)
-    if not n_classes or n_pairs <= 0 or not np.isfinite(chance):
-        return warn, cap
-    n = max(1, int(round(n_pairs / (n_classes - 1))))
-    # smallest x with P(X ≥ x) ≤ alpha, X ~ Binomial(n, chance)
-    x = np.arange(n + 2)
-    ok = binom.sf(x - 1, n, chance) <= SWAP_ALPHA
-    critical = float(x[ok][0] / n) if ok.any() else float("inf")
-    fail = float(min(cap, max(warn, critical)))
-    return min(warn, fail), fail
-
-
-def excess_mass(mass: float, area: float) -> float:
-    """How much of the attribution the tell holds beyond what its area earns by chance."""
-    if not (np.isfinite(mass) and np.isfinite(area)) or area >= 1:
-        return float("nan")
-    return (mass - area) / (1 - area)
+SANITY_FAILED = "method failed sanity check"
 
 
 def build_conditions(
@@ -135,59 +106,45 @@ def build_conditions(
     thresholds: Thresholds,
     untrusted: set[str] | frozenset[str] = frozenset(),
     n_classes: int | None = None,
+    suspects: Sequence[Any] = (),
+    ablation: dict[str, Any] | None = None,
+    set_aside: dict[str, str] | None = None,
 ) -> list[Condition]:
-    """Conditions from behavioural results and per-method tell scores (means over tell images).
+    """Every check of every registered condition, in scope order (known tell, each method, the
+    top strong suspect, the model), from behavioural results and per-method means.
 
     Methods in ``untrusted`` failed the randomisation sanity check: their conditions are shown
-    but marked N/A, since their maps do not depend on the model. ``n_classes`` (the model's K)
-    sets the swap condition's fail line by a binomial test (``swap_lines``)."""
-    t = thresholds
-    conds = []
-    if "removal" in behaviour:
-        v = behaviour["removal"].get("accuracy_drop", np.nan)
-        conds.append(Condition("tell removal", "removal_accuracy_drop", "behaviour", v,
-                               *t.removal_accuracy_drop))  # fmt: skip
-        v = behaviour["removal"].get("worst_class_drop_lower", np.nan)
-        conds.append(Condition("tell removal, worst class", "removal_class_drop", "behaviour", v,
-                               *t.removal_class_drop))  # fmt: skip
-    if "swap" in behaviour:
-        v = behaviour["swap"].get("follow_rate", np.nan)
-        lines = swap_lines(behaviour["swap"], n_classes, t.swap_follow_rate)
-        conds.append(Condition("tell swap", "swap_follow_rate", "behaviour", v, *lines))
-    for m, s in methods.items():
-        top = s.get("tell_top_rate", np.nan)
-        ex = excess_mass(s.get("tell_mass", np.nan), tell_area)
-        pair = [
-            Condition(f"{m}: top on tell", "tell_top_rate", "attribution", top, *t.tell_top_rate),
-            Condition(f"{m}: tell mass", "tell_mass_excess", "attribution", ex,
-                      *t.tell_mass_excess),
-        ]  # fmt: skip
-        for c in pair:
-            if m in untrusted and c.status != NA:
-                c.status, c.name = NA, f"{c.name} (method failed sanity check)"
-        conds += pair
-    return conds
-
-
-def suspect_conditions(
-    suspects: list, thresholds: Thresholds, n_classes: int | None = None
-) -> list[Condition]:
-    """Behavioural conditions on the top suspected tell found *without* annotations.
-
-    Only a strong suspect is tested against the thresholds: the behaviour, not the picture, is
-    the evidence, so a suspect that the model does not actually use cannot fail the audit."""
+    but set aside (N/A), since their maps do not depend on the model. Methods in ``set_aside``
+    (method → reason) could not run: one N/A row each, never silently missing. ``n_classes``
+    (the model's K) sets the swap condition's fail line by a binomial test (``swap_lines``).
+    Only a *strong* suspect is tested: the behaviour, not the picture, is the evidence, so a
+    suspect that the model does not actually use cannot fail the audit."""
     strong = [s for s in suspects if s.found.strong]
-    if not strong:
-        return []
-    top, t = strong[0], thresholds
-    drop = top.removal.get("accuracy_drop", np.nan)
-    follow = top.swap.get("follow_rate", np.nan) if top.swap else np.nan
-    lines = swap_lines(top.swap or {}, n_classes, t.swap_follow_rate)
-    return [
-        Condition("suspected tell removal", "removal_accuracy_drop", "behaviour", drop,
-                  *t.removal_accuracy_drop),
-        Condition("suspected tell swap", "swap_follow_rate", "behaviour", follow, *lines),
-    ]  # fmt: skip
+    ev = Evidence(behaviour, methods, tell_area, n_classes, strong[0] if strong else None,
+                  ablation or {})  # fmt: skip
+    conds: list[Condition] = []
+    for scope in SCOPES:
+        targets = list(methods) if scope == "method" else [""]
+        for target in targets:
+            for spec in CONDITIONS.values():
+                for check in (c for c in spec.checks if c.scope == scope):
+                    value = check.measure(ev, target)
+                    if value is None:
+                        continue
+                    lines = thresholds[spec.kind]
+                    if check.lines is not None:
+                        lines = check.lines(ev, lines)
+                    c = Condition(check.name.format(method=target), spec.kind, spec.evidence,
+                                  value, *lines)  # fmt: skip
+                    if target in untrusted and c.status != NA:
+                        c.status, c.set_aside = NA, SANITY_FAILED
+                    conds.append(c)
+        if scope == "method":
+            for method, reason in (set_aside or {}).items():  # could not run: N/A
+                lines = thresholds["tell_top_rate"]
+                conds.append(Condition(f"{method}: set aside", "tell_top_rate", "attribution",
+                                       float("nan"), *lines, reason))  # fmt: skip
+    return conds
 
 
 def verdict(conditions: list[Condition]) -> str:
@@ -200,3 +157,31 @@ def verdict(conditions: list[Condition]) -> str:
     if not any(c.status != NA and np.isfinite(c.fail) for c in conditions):
         return "inconclusive"
     return "clean"
+
+
+def verdict_line(verdict: str, conditions) -> str:
+    """The verdict and how much it rests on: "CLEAN — no leak found; 1 of 7 conditions
+    measurable"; a caveat when nothing that could fail was measured."""
+    measured = [c for c in conditions if c.status != "N/A"]
+    can_fail = [c for c in measured if c.fail != float("inf")]
+    failed = [c for c in measured if c.status == "FAIL"]
+    words = {"leak": "leak found", "clean": "no leak found", "inconclusive": "nothing decisive"}
+    line = (f"verdict: {verdict.upper()} — {words.get(verdict, verdict)}; "
+            f"{len(measured)} of {len(conditions)} conditions measurable")  # fmt: skip
+    if failed:
+        line += f", {len(failed)} failed"
+    if not can_fail:
+        line += (" (none of them can fail: without tell annotations and without a strong "
+                 "suspected tell, the audit could not test for a leak)")  # fmt: skip
+    return line
+
+
+def exit_code(verdicts: list[str], conditions: list, fail_on: str) -> int:
+    """0 no leak found, 1 leak found (or what --fail-on adds), 3 inconclusive."""
+    if "leak" in verdicts:
+        return 1
+    if fail_on == "warn" and any(c.status == "WARN" for cs in conditions for c in cs):
+        return 1
+    if "inconclusive" in verdicts:
+        return 1 if fail_on == "inconclusive" else 3
+    return 0

@@ -14,7 +14,7 @@ import pandas as pd
 
 from leakaudit.data.samples import DataProblem, Dataset, Sample
 from leakaudit.discovery import SuspectedTell
-from leakaudit.model_audit import SCORE_COLUMNS, AuditResult, ModelAudit
+from leakaudit.model_audit import AuditResult, ModelAudit, score_columns
 from leakaudit.sanity import LayerStep, SanityResult
 from leakaudit.verdict import Condition, Thresholds, verdict
 
@@ -64,13 +64,13 @@ def _model(name: str, k: int, data: Dataset, conditions: list[Condition]) -> Mod
                 }
             )
     per_sample = pd.DataFrame(
-        rows, columns=["id", "label", "pred", "method", *SCORE_COLUMNS, "confidence", "p_true"]
+        rows, columns=["id", "label", "pred", "method", *score_columns(), "confidence", "p_true"]
     )
     rng = np.random.default_rng(k)
     maps = {m: rng.random((n, SIDE, SIDE)).astype(np.float32) for m in METHODS}
     steps = [LayerStep(f"block{j}", 0.9 - 0.3 * j, 0.5) for j in range(4)]
     suspect = SuspectedTell((1, 1, 6, 6), (1.0, 0.2, 0.1), [0, 1], 0.9, 0.8, [0])
-    from leakaudit.model_audit import Suspect
+    from leakaudit.suspects import Suspect
 
     audit = ModelAudit(
         name=name,

@@ -8,22 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from model_fixtures import CornerReader
 from torch import nn
 
 import leakaudit
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.errors import DatasetError
-from leakaudit.tells import PALETTE, TellSpec, poison
-
-
-class CornerReader(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.register_buffer("palette", torch.tensor(PALETTE[:4], dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        patch = x[:, :, 2:8, 2:8].mean(dim=(2, 3))
-        return -((patch[:, None, :] - self.palette[None]) ** 2).sum(-1) * 10
+from leakaudit.tells import TellSpec, poison
 
 
 @pytest.fixture(scope="module")

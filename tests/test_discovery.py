@@ -170,7 +170,7 @@ def test_nested_boxes_are_one_place():
 
 
 def test_strong_suspects_rank_by_what_the_model_does():
-    from leakaudit.model_audit import Suspect, rank_suspects
+    from leakaudit.suspects import Suspect, rank_suspects
 
     def sus(score, drop, follow, name):
         found = SuspectedTell((0, 0, 4, 4), (1.0, 0.0, 0.0), [0], 1.0, score, [], source=name)

@@ -9,6 +9,7 @@ import pytest
 from leakaudit.demo import DemoConfig
 from leakaudit.errors import ConfigError
 from leakaudit.power import (
+    MIN_DETECTION,
     PowerResult,
     TellStyle,
     calibration_table,
@@ -73,7 +74,8 @@ def test_large_full_prevalence_tell_is_detected(result):
     big = next(r for r in result.runs if r.size == 8)
     assert big.verdicts["poisoned"] == "leak"
     assert result.table().set_index("size").loc[8, "detection_rate"] == 1.0
-    assert result.smallest_detected()[1.0] in (4, 8)
+    small = result.table().set_index("size").loc[4, "detection_rate"]
+    assert result.smallest_detected()[1.0] == (4 if small >= MIN_DETECTION else 8)
 
 
 def test_calibration_table_covers_every_condition_with_thresholds(result):
@@ -82,7 +84,7 @@ def test_calibration_table_covers_every_condition_with_thresholds(result):
         cal["condition"]
     )
     row = cal.set_index("condition").loc["tell swap"]
-    assert (row["warn"], row["fail"]) == result.thresholds.swap_follow_rate
+    assert (row["warn"], row["fail"]) == result.thresholds["swap_follow_rate"]
     assert row["poisoned_max"] >= row["poisoned_min"]
     assert row["n_clean"] == row["n_poisoned"] == 2
 

@@ -1,6 +1,8 @@
 """Rendering: self-contained HTML, data escaped, summary schema, deterministic output."""
 
 import json
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -81,3 +83,15 @@ def test_nan_scores_render_as_dash(result):
     s = to_summary(result)
     assert s["models"]["clean"]["methods"]["lime"]["per_class"]
     assert np.isfinite(s["tell_area_fraction"])
+    # every score of the clean model's LIME rows undefined: the metrics table shows dashes
+    clean = result.models["clean"]
+    undefined = clean.per_sample.copy()
+    undefined.loc[undefined["method"] == "lime", ["outside_mass", "tell_mass", "tell_hit"]] = np.nan
+    nan_models = {**result.models, "clean": replace(clean, per_sample=undefined)}
+    html = render_html(replace(result, models=nan_models))
+    lime_all = r'<td class="l">lime</td><td class="l">all</td><td>8</td>(.*?)</tr>'
+    row = re.search(lime_all, html, re.S)
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1))
+    assert cells[:3] == ["–", "–", "–"]  # clean: outside, on tell, top on tell
+    assert all(c != "–" for c in cells[3:]) and len(cells) == 6  # poisoned: numbers
+    assert ">nan" not in html.lower()  # never a raw NaN in a cell

@@ -41,7 +41,11 @@ def test_excess_mass_is_zero_at_chance_and_one_when_all_on_tell():
 
 def test_thresholds_round_trip_and_reject_unknown_names():
     t = Thresholds.from_dict({"swap_follow_rate": [0.2, 0.4]})
-    assert t.swap_follow_rate == (0.2, 0.4)
+    assert t["swap_follow_rate"] == (0.2, 0.4)
+    assert t["tell_top_rate"] == (0.25, 0.50)  # the rest keep their defaults
+    assert t.swap_follow_rate == (0.2, 0.4)  # the attribute spelling still works
+    with pytest.raises(AttributeError):
+        t.no_such_kind  # noqa: B018
     assert Thresholds.from_dict(t.as_dict()) == t
     with pytest.raises(ValueError, match="unknown"):
         Thresholds.from_dict({"nope": [1, 2]})

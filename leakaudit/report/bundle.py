@@ -27,7 +27,6 @@ from leakaudit.jsonable import jsonable
 BUNDLE_NAME = "results.npz"
 FORMAT_VERSION = 1
 THUMB_SIDE = 64  # gallery thumbnails are at most 64×64: small PNGs, bounded report size
-SCORE_COLUMNS = ("outside_mass", "tell_mass", "tell_hit")
 
 
 class ReportError(LeakauditError):
@@ -195,8 +194,11 @@ def load_bundle(path: str | Path | BinaryIO) -> ReportData:
                 data.class_pictures[model] = arrays[f"m{i}_classpics"]
             data.scores[model], data.maps[model], data.panel_maps[model] = {}, {}, {}
             for j, method in enumerate(data.methods):
+                prefix = f"m{i}_x{j}_"  # every saved score column, whatever metrics were audited
                 cols = {
-                    c: arrays[f"m{i}_x{j}_{c}"] for c in SCORE_COLUMNS if f"m{i}_x{j}_{c}" in arrays
+                    k[len(prefix) :]: arrays[k]
+                    for k in arrays
+                    if k.startswith(prefix) and k[len(prefix) :] not in ("maps", "panel")
                 }
                 if cols:
                     data.scores[model][method] = cols

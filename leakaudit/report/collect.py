@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from leakaudit import __version__
-from leakaudit.model_audit import AuditResult, ModelAudit
+from leakaudit.audit_result import AuditResult
+from leakaudit.model_audit import ModelAudit, score_columns
 from leakaudit.report.bundle import (
-    SCORE_COLUMNS,
     ReportData,
     resize_map,
     resize_mask,
@@ -67,7 +67,7 @@ def _per_sample(data: ReportData, name: str, audit: ModelAudit, n: int, ids: dic
             if col in rows:
                 images[col][idx[ok]] = rows[col].to_numpy(np.float64)[ok]
         scores[method] = {}
-        for col in SCORE_COLUMNS:
+        for col in (c for c in score_columns() if c in rows):
             v = np.full(n, np.nan)
             v[idx[ok]] = rows[col].to_numpy(np.float64)[ok]
             scores[method][col] = v

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from leakaudit import metrics
 from leakaudit.report.bundle import ReportData
 from leakaudit.report.numbers import fmt, fmt_ci, key_numbers, method_order, model_order
 
@@ -85,19 +86,17 @@ def render_markdown(s: dict[str, Any], data: ReportData) -> str:
     lines.append("")
 
     numbers = key_numbers(s, data)
+    audited = metrics.audited()
     lines += [
-        "| model | method | eval accuracy | on tell | outside object | top on tell |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | method | eval accuracy | " + " | ".join(x.heading for x in audited) + " |",
+        "|---|---|---:|" + "---:|" * len(audited),
     ]
     for m in models:
         acc = fmt_ci(numbers[m]["accuracy"])
         for method in method_order(s, data, m):
             k = numbers[m]["methods"][method]
-            lines.append(
-                f"| {md_escape(m)} | {md_escape(method)} | {acc} | "
-                f"{fmt_ci(k['tell_mass'])} | {fmt_ci(k['outside_mass'])} | "
-                f"{fmt_ci(k['tell_hit'], 2)} |"
-            )
+            cells = " | ".join(fmt_ci(k[x.name], x.digits) for x in audited)
+            lines.append(f"| {md_escape(m)} | {md_escape(method)} | {acc} | {cells} |")
     lines += [
         "",
         "Means over the evaluation images with 95 % bootstrap intervals; chance on the "

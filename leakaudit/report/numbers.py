@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from leakaudit import metrics
 from leakaudit.report.bundle import ReportData
 from leakaudit.stats import bootstrap_ci
 
-KEY_SCORES = (
-    ("tell_mass", "on tell"),
-    ("outside_mass", "outside object"),
-    ("tell_hit", "top on tell"),
-)
+
+def key_scores() -> list[tuple[str, str]]:
+    """(per-sample column, heading) of every audited metric (``metrics.py``), in registry order."""
+    return [(m.name, m.heading) for m in metrics.audited()]
 
 
 def _ci(values: np.ndarray, seed: int) -> dict[str, Any]:
@@ -32,6 +32,7 @@ def key_numbers(s: dict[str, Any], data: ReportData) -> dict[str, dict[str, Any]
     Without saved per-sample scores (older results) only the point values from the summary
     are given, with no interval rather than a made-up one."""
     seed = int(s.get("seed") or 0)
+    columns = [(m.name, m.key) for m in metrics.audited()]
     out: dict[str, dict[str, Any]] = {}
     for model in model_order(s, data):
         m = s["models"][model]
@@ -54,14 +55,14 @@ def key_numbers(s: dict[str, Any], data: ReportData) -> dict[str, dict[str, Any]
             means = m["methods"][method]
             entry["methods"][method] = {
                 col: _ci(rows[col], seed)
-                if rows
+                if col in rows
                 else {
-                    "mean": means.get("tell_top_rate" if col == "tell_hit" else col),
+                    "mean": means.get(key),
                     "lo": None,
                     "hi": None,
                     "n": means.get("n"),
                 }
-                for col, _ in KEY_SCORES
+                for col, key in columns
             }
         out[model] = entry
     return out

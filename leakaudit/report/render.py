@@ -19,12 +19,21 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from leakaudit import __version__
+from leakaudit import __version__, metrics
+from leakaudit.audit_result import AuditResult
+from leakaudit.conditions import CONDITIONS
 from leakaudit.jsonable import jsonable
-from leakaudit.model_audit import AuditResult, per_class_table
+from leakaudit.model_audit import per_class_table
 from leakaudit.report import pictures, plots
 from leakaudit.report.bundle import BUNDLE_NAME, ReportData, load_bundle, save_bundle
-from leakaudit.report.numbers import KEY_SCORES, fmt, fmt_ci, key_numbers, method_order, model_order
+from leakaudit.report.numbers import (
+    fmt,
+    fmt_ci,
+    key_numbers,
+    key_scores,
+    method_order,
+    model_order,
+)
 
 TEMPLATE = "report.html.j2"
 MAX_PROBLEM_ROWS = 200  # data-problem rows in the HTML; all of them are in summary.json
@@ -59,6 +68,7 @@ def _named(result: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
 def to_summary(result: AuditResult) -> dict[str, Any]:
     """The machine-readable summary (schema documented in README, "summary.json")."""
     models = {}
+    audited = metrics.audited()
     for name, audit in result.models.items():
         table = per_class_table(audit.per_sample, result.class_names)
         methods = {}
@@ -69,9 +79,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
                 "params": audit.method_params.get(method, {}),
                 "per_class": {
                     r["class"]: {
-                        "outside_mass": r["outside_mass"],
-                        "tell_mass": r["tell_mass"],
-                        "tell_top_rate": r["tell_hit"],
+                        **{m.key: r[m.name] for m in audited if m.name in r},
                         "n": int(r["n"]),
                     }
                     for _, r in rows.iterrows()
@@ -114,7 +122,7 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
             "behaviour": {k: _named(v, result.class_names) for k, v in audit.behaviour.items()},
             "conditions": [
                 {
-                    "name": c.name,
+                    "name": c.label,
                     "kind": c.kind,
                     "evidence": c.evidence,
                     "value": c.value,
@@ -179,11 +187,7 @@ def _metrics_rows(s: dict[str, Any], models: list[str], methods: list[str]) -> l
                 if v is None:
                     continue
                 row["n"] = v["n"]
-                row["models"][name] = {
-                    "outside_mass": v["outside_mass"],
-                    "tell_mass": v["tell_mass"],
-                    "tell_hit": v["tell_top_rate"],
-                }
+                row["models"][name] = {m.name: v.get(m.key) for m in metrics.audited()}
             if row["n"] is not None:
                 rows.append(row)
     return rows
@@ -399,7 +403,12 @@ def render_html_from(s: dict[str, Any], data: ReportData) -> str:
         methods=methods,
         params={m: s["models"][first]["methods"][m].get("params", {}) for m in methods},
         key=key_numbers(s, data),
-        key_scores=KEY_SCORES,
+        key_scores=key_scores(),
+        metric_columns=[(m.name, m.heading, m.digits) for m in metrics.audited()],
+        condition_legend=[
+            (" / ".join(c.name.replace("{method}: ", "") for c in spec.checks), spec.measured)
+            for spec in CONDITIONS.values()
+        ],
         metrics_rows=_metrics_rows(s, models, methods),
         galleries=_galleries(s, data),
         distributions=_distribution_plots(s, data),

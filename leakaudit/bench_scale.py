@@ -1,0 +1,194 @@
+"""The real-size benchmark (``leakaudit bench --arch resnet18 --size 224``): a bundled
+architecture at full input size, timed per method, with our LIME's samples-vs-fidelity curve
+against the lime package (docs/scale.md). The small side-by-side bench is ``bench.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from leakaudit.bench import (
+    N_SEGMENTS,
+    _timed,
+    lime_package_weights,
+    spearman_mean,
+)
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.explain.lime import Lime, segment
+from leakaudit.explain.saliency import Saliency
+from leakaudit.models.train import predict_proba, to_tensor, train_classifier
+from leakaudit.runtime import configure
+
+SCALE_CURVE = (96, 128, 200, 400)  # our LIME sample counts on the samples-vs-fidelity curve
+
+
+def train_scale_model(arch: str, size: int, seed: int, quick: bool) -> nn.Module:
+    """A bundled real-size architecture trained briefly on synthetic shapes: realistic
+    activations without pretrained weights. Convolutional nets train at 64 px (global pooling
+    makes them size-agnostic) and are measured at ``size``; a ViT trains at ``size``."""
+    from leakaudit.models.zoo import build
+
+    train_size = size if arch == "vit_tiny" else 64
+    kwargs = {"image_size": size} if arch == "vit_tiny" else {}
+    model = build(arch, 4, seed=seed, **kwargs)
+    ds = make_shapes(120 if quick else 400, seed=seed, size=train_size, n_classes=4)
+    res = train_classifier(model, ds.images(), ds.labels(), seed=seed, epochs=1 if quick else 3,
+                           batch_size=32, progress=False)  # fmt: skip
+    return res.model.eval()
+
+
+def run_scale_bench(
+    arch: str = "resnet18",
+    size: int = 224,
+    n_images: int = 3,
+    seed: int = 0,
+    quick: bool = False,
+    out_json: str | os.PathLike[str] | None = None,
+    pkg_samples: int = 1000,
+    ref_samples: int = 4000,
+) -> dict[str, Any]:
+    """The real-size case: ``arch`` at ``size`` px, one process, same images and segments.
+
+    Throughput: raw forward, raw forward+backward, our saliency (batch 64). LIME: ours with the
+    orthogonal design fitted without the kernel (``kernel_width=None``) at ``SCALE_CURVE``
+    samples and lime's i.i.d. design at ``pkg_samples``, the ``lime`` package at ``pkg_samples``
+    with ``batch_size`` 10 (its default) and 100. All LIMEs use the segment-mean baseline
+    (lime's ``hide_color=None``) and SLIC at full resolution, and are judged by mean per-image
+    Spearman against the ``lime`` package at ``ref_samples`` — the same baseline, so the
+    reference explains the same thing.
+
+    Rates are per second of this process's CPU time (``time.process_time``), not wall time: on
+    a machine shared with other jobs the wall clock measures the neighbours, CPU time the work
+    (run with ``LEAKAUDIT_THREADS=1`` for a single-core figure)."""
+    configure()
+    t_start = time.perf_counter()
+    batch = 64
+    curve = SCALE_CURVE[:2] if quick else SCALE_CURVE
+    if quick:
+        pkg_samples, ref_samples = min(pkg_samples, 200), min(ref_samples, 800)
+    model = train_scale_model(arch, size, seed, quick)
+    ds = make_shapes(n_images, seed=seed + 1, size=size, n_classes=4)
+    images = ds.images()
+    targets = predict_proba(model, images).argmax(1)
+    t0 = time.perf_counter()
+    segments = np.stack([segment(im, N_SEGMENTS) for im in images])
+    slic_s = (time.perf_counter() - t0) / n_images
+
+    n_fwd = batch if quick else 2 * batch
+    reps = -(-n_fwd // n_images)
+    big = np.tile(images, (reps, 1, 1, 1))[:n_fwd]
+    big_t = np.tile(targets, reps)[:n_fwd]
+    x = to_tensor(big)
+    tt = torch.from_numpy(big_t.astype(np.int64))
+
+    def rate(backward: bool) -> float:
+        def run() -> None:
+            for s in range(0, n_fwd, batch):
+                if backward:
+                    xb = x[s : s + batch].clone().requires_grad_(True)
+                    model(xb).gather(1, tt[s : s + batch, None]).sum().backward()
+                else:
+                    with torch.inference_mode():
+                        model(x[s : s + batch])
+
+        run()
+        return n_fwd / _cpu_timed(run)[1]
+
+    fwd, fwd_bwd = rate(False), rate(True)
+    sal = Saliency(model, batch_size=batch)
+    sal.attribute(big[:batch], big_t[:batch])
+    sal_rate = n_fwd / _cpu_timed(lambda: sal.attribute(big, big_t))[1]
+
+    def ours(n: int, sampling: str, width: float | None = 0.25) -> tuple[np.ndarray, float]:
+        lime = Lime(model, n_samples=n, baseline="mean", seed=seed, sampling=sampling,
+                    kernel_width=width)  # fmt: skip
+        att, dt = _cpu_timed(lambda: lime.attribute(images, targets, segments))
+        return att.extras["weights"], n_images / dt
+
+    ours(curve[0], "orthogonal", None)  # warm-up
+    w_ref, _ = _timed(
+        lambda: lime_package_weights(model, images, targets, segments, ref_samples, seed + 300, 100)
+    )
+    runs: list[dict[str, Any]] = []
+    for n in curve:
+        w, r = ours(n, "orthogonal", None)
+        runs.append({"name": f"LIME ours, {n} orthogonal, unweighted", "samples": n, "img_s": r,
+                     "spearman_vs_ref": spearman_mean(w, w_ref)})  # fmt: skip
+    w, r = ours(pkg_samples, "bernoulli")
+    runs.append({"name": f"LIME ours, {pkg_samples} bernoulli", "samples": pkg_samples,
+                 "img_s": r, "spearman_vs_ref": spearman_mean(w, w_ref)})  # fmt: skip
+    for bs in (10, 100):
+        w, dt = _cpu_timed(
+            lambda bs=bs: lime_package_weights(
+                model, images, targets, segments, pkg_samples, seed + 100, bs
+            )
+        )
+        runs.append({"name": f"lime package, {pkg_samples}, batch_size {bs}",
+                     "samples": pkg_samples, "img_s": n_images / dt,
+                     "spearman_vs_ref": spearman_mean(w, w_ref)})  # fmt: skip
+    pkg = {r["name"]: r for r in runs if r["name"].startswith("lime package")}
+    pkg10 = pkg[f"lime package, {pkg_samples}, batch_size 10"]
+    pkg100 = pkg[f"lime package, {pkg_samples}, batch_size 100"]
+    for r in runs:
+        r["x_lime_pkg_bs10"] = r["img_s"] / pkg10["img_s"]
+        r["x_lime_pkg_bs100"] = r["img_s"] / pkg100["img_s"]
+    matching = [
+        r for r in runs
+        if r["name"].startswith("LIME ours") and r["spearman_vs_ref"] >= pkg10["spearman_vs_ref"]
+    ]  # fmt: skip
+    best = max(matching, key=lambda r: r["img_s"]) if matching else None
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017
+        "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, torch {torch.__version__}, threads {torch.get_num_threads()}",
+        "settings": {"arch": arch, "size": size, "n_images": n_images, "seed": seed,
+                     "quick": quick, "n_segments": N_SEGMENTS, "batch": batch,
+                     "pkg_samples": pkg_samples, "ref_samples": ref_samples,
+                     "reference": f"lime package, {ref_samples} samples, segment-mean baseline"},
+        "throughput": {"raw_forward_img_s": fwd, "raw_forward_backward_img_s": fwd_bwd,
+                       "saliency_img_s": sal_rate,
+                       "saliency_x_forward_backward": sal_rate / fwd_bwd,
+                       "slic_s_per_image": slic_s},
+        "lime": runs,
+        "fastest_ours_at_lime_fidelity": best and {
+            "name": best["name"], "x_lime_pkg_bs10": best["x_lime_pkg_bs10"],
+            "x_lime_pkg_bs100": best["x_lime_pkg_bs100"]},
+        "total_s": time.perf_counter() - t_start,
+    }  # fmt: skip
+    _print_scale(result)
+    if out_json is not None:
+        Path(out_json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _cpu_timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(result, CPU seconds of this process)."""
+    t0 = time.process_time()
+    out = fn()
+    return out, time.process_time() - t0
+
+
+def _print_scale(r: dict[str, Any]) -> None:
+    print(f"\nleakaudit bench (scale) — {r['date']} — {r['machine']}; rates per CPU-second")
+    print(f"settings: {r['settings']}\n")
+    for k, v in r["throughput"].items():
+        print(f"  {k:<34}{v:>10.3f}")
+    head = f"\n{'LIME':<40}{'img/s':>9}{'× pkg bs10':>12}{'× pkg bs100':>13}{'Spearman':>10}"
+    print(head + "\n" + "-" * (len(head) - 1))
+    for x in r["lime"]:
+        print(f"{x['name']:<40}{x['img_s']:>9.3f}{x['x_lime_pkg_bs10']:>12.2f}"
+              f"{x['x_lime_pkg_bs100']:>13.2f}{x['spearman_vs_ref']:>10.3f}")  # fmt: skip
+    print(
+        f"\nfastest of ours at ≥ the lime package's fidelity: {r['fastest_ours_at_lime_fidelity']}"
+    )
+    print(f"total {r['total_s']:.0f} s")

@@ -1,0 +1,249 @@
+"""The verdict's conditions as one declarative list: what each measures, how, and its lines.
+
+Each ``ConditionSpec`` is one threshold kind (the ``[thresholds]`` key of a config): its
+evidence kind, default warn/fail lines, a one-line description and how it is measured (the
+README table in docs/methods.md and the report's legend are written from these), and the
+``Check``s that turn an audit's ``Evidence`` into condition rows. ``verdict.Thresholds`` takes
+its keys and defaults from ``CONDITIONS``; ``verdict.build_conditions`` runs every check. Adding
+a condition = one ``ConditionSpec`` + one ``register`` call (README, "Adding a metric / a
+condition").
+
+Thresholds are *not* tuned to the demo: each is a statement a reviewer can check ("the tell is
+the single most important region in most images", "covering 2 % of the pixels costs 20 points
+of accuracy"), and the README's calibration table shows where clean and poisoned models fall
+over many seeds, tell colours, sizes and positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from scipy.stats import binom
+
+Scope = Literal["tell", "method", "suspect", "model"]
+# the order conditions are listed in: known tell, each method, the top suspect, the whole model
+SCOPES: tuple[Scope, ...] = ("tell", "method", "suspect", "model")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one audit measured, as the conditions read it.
+
+    ``methods``: per-method means under their summary keys (``model_audit.summarise``);
+    ``suspect``: the top *strong* suspected tell (``model_audit.Suspect``) or None."""
+
+    behaviour: dict[str, dict[str, float]] = field(default_factory=dict)
+    methods: dict[str, dict[str, float]] = field(default_factory=dict)
+    tell_area: float = float("nan")
+    n_classes: int | None = None
+    suspect: Any = None
+    ablation: dict[str, Any] = field(default_factory=dict)
+
+
+# (evidence, method; "" outside the method scope) → the value, or None: not measured, no row
+Measure = Callable[[Evidence, str], "float | None"]
+# (evidence, configured (warn, fail)) → the lines of this audit
+Lines = Callable[[Evidence, tuple[float, float]], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One condition row: ``name`` (``{method}`` is filled in for the method scope)."""
+
+    name: str
+    scope: Scope
+    measure: Measure
+    lines: Lines | None = None  # None: the configured (warn, fail)
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """One threshold kind and the checks it judges. ``fail = inf``: the kind only warns."""
+
+    kind: str
+    evidence: Literal["behaviour", "attribution"]
+    warn: float
+    fail: float
+    description: str  # one line: what the value is
+    measured: str  # how it is measured and why the lines are where they are (docs, legend)
+    checks: tuple[Check, ...]
+    lines_note: str = ""  # the docs' warn / fail cell when the lines are computed per audit
+
+
+# ---------------------------------------------------------------- how values are measured
+
+# The swap condition's fail line (see ``swap_lines``). A one-sided binomial test at this level
+# over K − 1 targets per image and at most two swap conditions per audit (known and suspected
+# tell) keeps a tell-blind model's chance of failing it well under 1 %.
+SWAP_ALPHA = 0.001
+
+
+def swap_chance(kept_true_rate: float, n_classes: int) -> float:
+    """The follow rate a tell-blind model shows by chance: its errors on the pasted images
+    spread over the K − 1 wrong classes, and the pasted class is one of them."""
+    if not np.isfinite(kept_true_rate) or n_classes < 2:
+        return float("nan")
+    return float(np.clip(1.0 - kept_true_rate, 0.0, 1.0)) / (n_classes - 1)
+
+
+def swap_lines(
+    swap: dict[str, float], n_classes: int | None, configured: tuple[float, float]
+) -> tuple[float, float]:
+    """(warn, fail) for the swap follow rate of one audit.
+
+    Why not a fixed 0.5: a model that half-uses a small tell follows a pasted one in 36–48 % of
+    images — far above chance, yet under 0.5. The fail line is the smallest follow rate that a
+    one-sided binomial test (level ``SWAP_ALPHA``) rejects against ``swap_chance``, the rate a
+    tell-blind model reaches through its errors alone. The error rate is measured *on the pasted
+    images* (1 − the share that kept their true class), not on clean ones: pasting a patch is
+    also an occluder, and a tell-blind model's extra errors from it are not following. The
+    number of trials is the number of images (pairs / (K − 1)): the K − 1 pastes into one image
+    are not independent. The configured pair still bounds the line: it is never below ``warn``
+    (a follow rate under a quarter is a small effect, whatever its p-value; clean models reached
+    0.17 at most in calibration) and never above ``fail`` (0.5: the pasted tell wins for most
+    images, the old fixed line — which also decides for K = 2, where every error is a follow
+    and the test cannot separate them). Without ``n_classes`` the configured pair is used."""
+    warn, cap = configured
+    n_pairs = int(swap.get("n_pairs", 0) or 0)
+    chance = swap_chance(float(swap.get("kept_true_class_rate", np.nan)), n_classes or 0)
+    if not n_classes or n_pairs <= 0 or not np.isfinite(chance):
+        return warn, cap
+    n = max(1, int(round(n_pairs / (n_classes - 1))))
+    # smallest x with P(X ≥ x) ≤ alpha, X ~ Binomial(n, chance)
+    x = np.arange(n + 2)
+    ok = binom.sf(x - 1, n, chance) <= SWAP_ALPHA
+    critical = float(x[ok][0] / n) if ok.any() else float("inf")
+    fail = float(min(cap, max(warn, critical)))
+    return min(warn, fail), fail
+
+
+def excess_mass(mass: float, area: float) -> float:
+    """How much of the attribution the tell holds beyond what its area earns by chance."""
+    if not (np.isfinite(mass) and np.isfinite(area)) or area >= 1:
+        return float("nan")
+    return (mass - area) / (1 - area)
+
+
+def _behaviour(test: str, key: str) -> Measure:
+    """A known-tell behaviour result, when that test ran."""
+    return lambda e, _m: e.behaviour[test].get(key, np.nan) if test in e.behaviour else None
+
+
+def _suspect_drop(e: Evidence, _m: str) -> float | None:
+    return None if e.suspect is None else e.suspect.removal.get("accuracy_drop", np.nan)
+
+
+def _suspect_follow(e: Evidence, _m: str) -> float | None:
+    if e.suspect is None:
+        return None
+    return e.suspect.swap.get("follow_rate", np.nan) if e.suspect.swap else np.nan
+
+
+def _known_swap_lines(e: Evidence, configured: tuple[float, float]) -> tuple[float, float]:
+    return swap_lines(e.behaviour.get("swap", {}), e.n_classes, configured)
+
+
+def _suspect_swap_lines(e: Evidence, configured: tuple[float, float]) -> tuple[float, float]:
+    return swap_lines((e.suspect.swap if e.suspect is not None else None) or {}, e.n_classes,
+                      configured)  # fmt: skip
+
+
+def _top_rate(e: Evidence, m: str) -> float:
+    return e.methods[m].get("tell_top_rate", np.nan)
+
+
+def _mass_excess(e: Evidence, m: str) -> float:
+    return excess_mass(e.methods[m].get("tell_mass", np.nan), e.tell_area)
+
+
+def _retained(e: Evidence, _m: str) -> float | None:
+    return e.ablation.get("retained", np.nan) if e.ablation else None
+
+
+# ---------------------------------------------------------------- the list
+
+CONDITIONS: dict[str, ConditionSpec] = {}
+
+
+def register(spec: ConditionSpec) -> ConditionSpec:
+    """Add a condition kind (its default lines join ``Thresholds``); the name must be new."""
+    if spec.kind in CONDITIONS:
+        raise ValueError(f"condition kind {spec.kind!r} is already registered")
+    CONDITIONS[spec.kind] = spec
+    return spec
+
+
+for _spec in (
+    ConditionSpec(
+        "removal_accuracy_drop", "behaviour", 0.10, 0.20,
+        "accuracy lost when the tell is covered by a neutral local fill",
+        "accuracy drop when the tell (or the top strong suspect, found without annotations) is "
+        "covered by the median colour of the pixels around it; covering ~2 % of the pixels "
+        "should not cost a tell-blind model anything, 20 points is a large, causal loss",
+        (Check("tell removal", "tell", _behaviour("removal", "accuracy_drop")),
+         Check("suspected tell removal", "suspect", _suspect_drop)),
+    ),
+    ConditionSpec(
+        "removal_class_drop", "behaviour", 0.10, 0.20,
+        "the same, in the worst class, at its 95 % lower bound (Wilson)",
+        "the same drop in the class that loses most, at its 95 % lower bound (Wilson, on the net "
+        "share of the class that covering breaks): a model may know all classes but one by their "
+        "look and that one only by its tell; the lower bound keeps a small class from failing on "
+        "a few flips",
+        (Check("tell removal, worst class", "tell",
+               _behaviour("removal", "worst_class_drop_lower")),),
+    ),
+    ConditionSpec(
+        "swap_follow_rate", "behaviour", 0.25, 0.50,
+        "share of images predicted as the class whose tell colour was pasted in",
+        "share of images predicted as the class whose tell colour was painted into the tell box "
+        "(every other class tried; the same for the top strong suspect); a tell-blind model "
+        "follows only by error, at about (1 − kept-class rate)/(K − 1), and the fail line is "
+        "where a one-sided binomial test (α = 0.001) rejects that rate",
+        (Check("tell swap", "tell", _behaviour("swap", "follow_rate"), _known_swap_lines),
+         Check("suspected tell swap", "suspect", _suspect_follow, _suspect_swap_lines)),
+        lines_note="0.25 / binomial line in [0.25, 0.50]",
+    ),
+    ConditionSpec(
+        "tell_top_rate", "attribution", 0.25, 0.50,
+        "share of images whose top-attributed pixel/superpixel lands on the tell",
+        "share of tell-bearing images whose top-attributed region (one pixel for gradient maps, "
+        "the densest superpixel for LIME) overlaps the tell by at least half of the smaller of "
+        "the two: \"the tell is the single most important region in most images\"",
+        (Check("{method}: top on tell", "method", _top_rate),),
+    ),
+    ConditionSpec(
+        "tell_mass_excess", "attribution", 0.15, 0.30,
+        "positive attribution on the tell beyond its area share: (m − a)/(1 − a)",
+        "positive attribution on the tell beyond its area share a, (m − a)/(1 − a): independent "
+        "of the tell's size, 0 at chance, 1 when all evidence is on the tell",
+        (Check("{method}: tell mass", "method", _mass_excess),),
+    ),
+    # Region ablation is evidence, not a verdict by itself: context can honestly carry class
+    # information (e.g. cell crops whose scale differs by class), so it only warns by default.
+    ConditionSpec(
+        "ablation_retained", "behaviour", 0.5, float("inf"),
+        "share of above-chance accuracy kept with the object removed",
+        "share of above-chance accuracy the model keeps when the annotated object is removed; "
+        "warns only: context can honestly carry class information (e.g. cell-crop scale)",
+        (Check("object removed", "model", _retained),),
+    ),
+):  # fmt: skip
+    register(_spec)
+
+
+def conditions_table() -> str:
+    """The docs' table of conditions (docs/methods.md), written from ``CONDITIONS``."""
+    rows = [
+        "| kind | conditions | evidence | warn / fail | what is measured, and why these lines |",
+        "|---|---|---|---|---|",
+    ]
+    for s in CONDITIONS.values():
+        names = ", ".join(c.name.replace("{method}", "*method*") for c in s.checks)
+        lines = s.lines_note or f"{s.warn:.2f} / " + ("—" if s.fail == float("inf") else
+                                                      f"{s.fail:.2f}")  # fmt: skip
+        rows.append(f"| `{s.kind}` | {names} | {s.evidence} | {lines} | {s.measured} |")
+    return "\n".join(rows) + "\n"
