@@ -408,3 +408,24 @@ def test_read_options_object_equals_keywords(tmp_path):
         read_imagefolder(tmp_path / "folder", options=ReadOptions(mode="crop"))
     with pytest.raises(ConfigError, match="imagefolder reader: margin"):
         read_dataset(tmp_path / "folder", "imagefolder", margin=0.1)
+
+
+def test_non_utf8_file_name_is_read_and_tabulated(tmp_path):
+    """A file name with a non-UTF-8 byte arrives as a lone surrogate; pandas tables backed by
+    Arrow strings (pyarrow installed, e.g. with the ray extra) reject those, so the sample id
+    is escaped once where samples are made: readable, unique, and the audit's table builds."""
+    import os
+
+    import pandas as pd
+
+    from leakaudit.data.formats import read_dataset
+
+    for cls in ("a", "b"):
+        save(tmp_path / cls / "ok.png", rgb(8, 8))
+    with open(os.path.join(os.fsencode(tmp_path / "a"), b"bad\xff.png"), "wb") as f:
+        Image.fromarray(rgb(8, 8)).save(f, format="PNG")
+    ds = read_dataset(str(tmp_path), "imagefolder", size=8)
+    ids = sorted(s.id for s in ds)
+    assert len(ids) == 3 and any(i.endswith("bad\\xff.png") for i in ids), ids
+    table = pd.DataFrame({"id": ids})
+    assert table["id"].str.contains("xff").sum() == 1

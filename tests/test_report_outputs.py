@@ -199,12 +199,14 @@ def test_undecodable_file_name_does_not_break_the_report(tmp_path):
     import copy
 
     result = copy.deepcopy(two_model_result())
-    bad = "bad\udcff.png"  # os.listdir's surrogate escape for a non-UTF-8 byte
-    result.eval_data.samples[3] = result.eval_data.samples[3].with_(id=bad)
+    raw = "bad\udcff.png"  # os.listdir's surrogate escape for a non-UTF-8 byte
+    result.eval_data.samples[3] = result.eval_data.samples[3].with_(id=raw)
+    bad = result.eval_data.samples[3].id
+    assert bad == "bad\\xff.png"  # escaped once, where every sample is made
     for audit in result.models.values():
         audit.per_sample.loc[audit.per_sample["id"] == "img-00003", "id"] = bad
     write_report(result, tmp_path, junit_path=tmp_path / "junit.xml")
-    assert "bad?.png" in (tmp_path / "report.html").read_text()
+    assert "bad\\xff.png" in (tmp_path / "report.html").read_text()
     render_outputs(tmp_path, tmp_path / "again", ("html",))
     assert (tmp_path / "again" / "report.html").read_bytes() == (
         tmp_path / "report.html"

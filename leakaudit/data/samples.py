@@ -23,8 +23,23 @@ class Sample:
     tell: np.ndarray | None = None
     tell_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1), exclusive end
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", printable_id(self.id))
+
     def with_(self, **changes) -> Sample:
         return replace(self, **changes)
+
+
+def printable_id(name: str) -> str:
+    """A file name that is not valid UTF-8 reaches Python with lone surrogates (os.listdir's
+    surrogateescape); tables backed by Arrow strings reject them, and a report cannot show them.
+    They become ``\\xNN`` escapes, so the id stays unique and readable."""
+    name = str(name)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
 
 
 @dataclass(frozen=True)
