@@ -349,15 +349,21 @@ def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -
     the strong suspected tells: does it paint a suspect's colour in its box? Informational: not
     a condition until calibration shows it separates clean from poisoned models
     (docs/insight.md). The model's full insight page is built too; write_report writes it."""
+    from leakaudit.insight.activation_max import class_visualisations
+    from leakaudit.insight.common import input_shape
     from leakaudit.insight.page import PageOptions, build_page
-    from leakaudit.insight.witness import witness_and_pictures
+    from leakaudit.insight.witness import witness_from
 
     strong = [s.found for s in audit.suspects if s.found.strong][:3]
     suspects = [(list(f.box), list(f.colour)) for f in strong]
     size = int(data[0].image.shape[0])
     t0 = time.perf_counter()
-    rows, pictures = witness_and_pictures(
-        model, data.class_names, suspects, size=size, seed=seed, steps=INSIGHT_STEPS,
+    page_opts = PageOptions(steps=(INSIGHT_STEPS,), seed=seed, suspects=suspects)
+    shape = input_shape(model, size)  # one ascent serves the witness and the page
+    vis = class_visualisations(model, len(data.class_names), shape, page_opts.steps, seed,
+                               page_opts.params)  # fmt: skip
+    rows, pictures = witness_from(
+        vis, data.class_names, suspects, INSIGHT_STEPS,
         class_colours=[{k: list(c) for k, c in f.colours.items()} for f in strong],
     )  # fmt: skip
     audit.insight = rows if suspects else []
@@ -369,9 +375,10 @@ def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -
         shown.images(),
         shown.labels(),
         size,
-        PageOptions(steps=(INSIGHT_STEPS,), seed=seed, suspects=suspects),
+        page_opts,
         title=f"leakaudit insight: {audit.name}",
         source=audit.name,
+        classes=vis,
     )
     audit.seconds["insight"] = time.perf_counter() - t0
 

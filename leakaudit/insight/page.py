@@ -75,8 +75,10 @@ def _views(
     size: int | None,
     opts: PageOptions,
     notes: list[str],
+    classes: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Every view of one model as arrays (no pictures yet), so the twins can be compared.
+    ``classes``: this model's class visualisations at ``opts.steps``, when already computed.
 
     A view the model cannot give (no closed form for a CNN, no layer hooks in TorchScript) is
     left out with a note on the page, never replaced by something else."""
@@ -92,9 +94,11 @@ def _views(
             return None
 
     out["filters"] = attempt("first-layer filters", lambda: first_layer_filters(model, size))
-    out["classes"] = class_visualisations(
-        model, len(class_names), shape, opts.steps, opts.seed, opts.params
-    )
+    if classes is None:
+        classes = class_visualisations(
+            model, len(class_names), shape, opts.steps, opts.seed, opts.params
+        )
+    out["classes"] = classes
     out["closed_form"] = attempt(
         "closed-form pixel influence", lambda: closed_form_influence(model, size)
     )
@@ -145,14 +149,17 @@ def build_page(
     opts: PageOptions | None = None,
     title: str = "leakaudit insight",
     source: str = "",
+    classes: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Compute every view for ``model`` (input [0, 1] RGB) and a seeded untrained copy; return
-    the template's context: pictures as data URIs, numbers as floats."""
+    the template's context: pictures as data URIs, numbers as floats. ``classes``: the model's
+    class visualisations at ``opts.steps`` with ``opts.seed`` and ``opts.params``, if the
+    caller already has them (the audit's witness), so they are not computed twice."""
     opts = opts or PageOptions()
     untrained = untrained_copy(model, opts.seed)
     notes: list[str] = []
     views = {
-        "trained": _views(model, class_names, images, labels, size, opts, notes),
+        "trained": _views(model, class_names, images, labels, size, opts, notes, classes),
         "untrained": _views(untrained, class_names, images, labels, size, opts, notes),
     }
     tr, un = views["trained"], views["untrained"]

@@ -159,6 +159,19 @@ def witness_and_pictures(
     ``class_colours`` as in ``measure_classes``."""
     shape = input_shape(model, size)
     vis = class_visualisations(model, len(class_names), shape, (steps,), seed, params)
+    return witness_from(vis, class_names, suspects, steps, class_colours)
+
+
+def witness_from(
+    vis: Sequence[Any],
+    class_names: Sequence[str],
+    suspects: Sequence[tuple[Sequence[float], Sequence[float]]],
+    steps: int,
+    class_colours: Sequence[dict[int, Sequence[float]]] | None = None,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """The witness rows and uint8 pictures from class visualisations already computed
+    (``class_visualisations(..., (steps,), ...)``), so a caller that also builds the insight
+    page runs the ascent once for both."""
     finals = [v.images[-1] for v in vis]
     rows = measure_classes(finals, class_names, suspects, class_colours)
     for row, v in zip(rows, vis, strict=True):
