@@ -181,3 +181,20 @@ def test_insight_page_names_are_plain_files():
     assert insight_page_name(0, "../../etc/x") == "insight_0_______etc_x.html"
     assert insight_page_name(1, "a/b") != insight_page_name(2, "a/b")
     assert insight_page_name(0, "") == "insight_0_model.html"
+
+
+def test_tampered_insight_link_in_saved_results_is_not_rendered(tmp_path):
+    """`leakaudit report` renders results written elsewhere: a link that is not one of our own
+    page names (a script URL, a path) is dropped, the pictures still shown."""
+    from leakaudit.report.bundle import ReportData
+    from leakaudit.report.render import _class_pictures
+
+    s = {"class_names": ["a"], "models": {"m": {"suspected_tells": []}}}
+    data = ReportData(meta={"model_names": ["m"], "image_shape": [8, 8]})
+    data.class_pictures["m"] = np.zeros((1, 8, 8, 3), np.uint8)
+    for bad in ("javascript:alert(1)", "../../x.html", "insight_0_a.html/../y"):
+        data.meta["insight_pages"] = {"m": bad}
+        got = _class_pictures(s, data)["m"]
+        assert got["page"] is None and len(got["cells"]) == 1
+    data.meta["insight_pages"] = {"m": "insight_0_m.html"}
+    assert _class_pictures(s, data)["m"]["page"] == "insight_0_m.html"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -366,7 +367,9 @@ def _class_pictures(s: dict[str, Any], data: ReportData) -> dict[str, dict[str, 
                 img = pictures.outline(img, mask, (1.0, 1.0, 1.0), factor)
                 marked.append(i)
             cells.append({"class": cls, "uri": pictures.data_uri(img), "suspects": marked})
-        out[m] = {"cells": cells, "page": pages.get(m)}
+        page = pages.get(m)  # saved results may come from elsewhere: link only our own names
+        ok = isinstance(page, str) and re.fullmatch(r"insight_\d+_[A-Za-z0-9_-]+\.html", page)
+        out[m] = {"cells": cells, "page": page if ok else None}
     return out
 
 
