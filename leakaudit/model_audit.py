@@ -23,6 +23,7 @@ from leakaudit.behaviour import removal_test, swap_test, tell_colours
 from leakaudit.budget import make_plan, stratified_sample
 from leakaudit.cache import AttributionCache, model_fingerprint
 from leakaudit.data.samples import Dataset
+from leakaudit.discovery_view import DISCOVERY_SIDE, area_resize, reduced_shape
 from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
 from leakaudit.errors import ModelOutputError
 from leakaudit.explain import make_explainer
@@ -37,6 +38,7 @@ from leakaudit.models.train import (
 from leakaudit.runtime import images_per_batch, model_device, resolve_device
 from leakaudit.sanity import SanityResult, sanity_checks, sanity_plan
 from leakaudit.stats import bootstrap_ci
+from leakaudit.stream import peak_rss_mb
 from leakaudit.suspects import Suspect, check_suspects
 from leakaudit.verdict import Condition, Thresholds, build_conditions, verdict
 
@@ -64,6 +66,9 @@ class ModelAudit:
     method_params: dict[str, dict[str, Any]]
     gallery_maps: dict[str, np.ndarray]  # method -> (G, H, W) maps of the gallery images
     seconds: dict[str, float] = field(default_factory=dict)
+    # the process's peak RSS (MiB) after each phase, in order: the phase where it jumps is the
+    # one that set the peak (run_info.json; run-dependent, so never in summary.json)
+    peak_mb: dict[str, float] = field(default_factory=dict)
     suspects: list[Suspect] = field(default_factory=list)
     sanity: dict[str, SanityResult] = field(default_factory=dict)
     ablation: dict[str, Any] = field(default_factory=dict)
@@ -102,11 +107,7 @@ def compact(maps: np.ndarray, side: int = COMPACT_SIDE) -> np.ndarray:
     divided by its largest |value| (all-zero maps stay zero)."""
     maps = np.asarray(maps, dtype=np.float32)
     n, h, w = maps.shape
-    if max(h, w) > side:
-        scale = side / max(h, w)
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        t = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
-        maps = torch.nn.functional.interpolate(t, size=size, mode="area")[:, 0].numpy()
+    maps = area_resize(maps, reduced_shape((h, w), side))
     peak = np.abs(maps).reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
     peak = np.where(peak > 0, peak, 1.0).astype(np.float32)
     return (maps / peak[:, None, None]).astype(np.float16)
@@ -285,6 +286,7 @@ def audit_model(
     confidence = probs.max(1) if n else np.array([])
     p_true = probs[np.arange(n), labels] if n else np.array([])
     timings["predict"] = time.perf_counter() - t0
+    peak_mb = {"predict": peak_rss_mb()}
     model_hash = model_fingerprint(model) if cache is not None and cache.enabled else ""
     methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
     if n:  # bounded memory at large image sizes; unchanged at ≤ 64 px
@@ -309,7 +311,10 @@ def audit_model(
             set_aside[method] = str(e)
             continue
         params[method] = explainers[method].describe()
-    keep_full = find_with if checks.discovery and find_with not in covered else None
+    find = checks.discovery and find_with is not None and find_with not in covered
+    # discovery works on ≤ 64 px (discovery_view): above that, on the compact maps
+    small = n and max(data[0].image.shape[:2]) <= DISCOVERY_SIDE
+    keep_full = find_with if find and small else None
     tested = checks.behaviour and any(s.tell is not None for s in data)  # known tells
     known = (colours if colours is not None else tell_colours(data.samples)) if tested else {}
     job = Job(name, model_hash, labels, preds, confidence, p_true, frozenset(gallery), batch_size,
@@ -322,6 +327,7 @@ def audit_model(
     done = explain(engine or EngineOptions(), job, model, runnable, explainers, orders,
                    data.samples, cache, _compact_shape(data) if n else (1, 1))  # fmt: skip
     timings["engine"] = time.perf_counter() - t0
+    peak_mb["attributions"] = peak_rss_mb()
     for method in runnable:
         res = done.get(method, MethodResult())
         rows += res.rows
@@ -344,26 +350,30 @@ def audit_model(
         behaviour["removal"] = removal_test(model, data.samples, predictions=preds, removed=removed)
         behaviour["swap"] = swap_test(model, data.samples, known, painted=painted)
         timings["behaviour"] = got.seconds
+        peak_mb["behaviour"] = peak_rss_mb()
 
     suspects: list[Suspect] = []
-    if discovery_maps and find_with not in covered:
+    if find and n and find_with in explainers:
         t0 = time.perf_counter()
-        suspects = check_suspects(
-            model, data, data.images(), np.concatenate(discovery_maps), preds, checks.seed
-        )
+        maps = np.concatenate(discovery_maps) if keep_full else compact_maps[find_with]
+        del discovery_maps
+        suspects = check_suspects(model, data, maps, preds, checks.seed)
         timings["discovery"] = time.perf_counter() - t0
+        peak_mb["discovery"] = peak_rss_mb()
     sanity: dict[str, SanityResult] = {}
     if checks.sanity and n:
         t0 = time.perf_counter()
         runnable = {m: kw for m, kw in methods.items() if m not in set_aside}
         sanity = sanity_checks(model, data, runnable, checks, budgeted=budget_s is not None)
         timings["sanity"] = time.perf_counter() - t0
+        peak_mb["sanity"] = peak_rss_mb()
     ablation: dict[str, Any] = {}
     if checks.ablation and any(s.region.any() for s in data):
         t0 = time.perf_counter()
         abl = region_ablation(model, data, predictions=preds)
         ablation = {k: v for k, v in abl.items() if np.isscalar(v)}
         timings["ablation"] = time.perf_counter() - t0
+        peak_mb["ablation"] = peak_rss_mb()
 
     tells = [s.tell for s in data if s.tell is not None and s.tell.any()]
     tell_area = float(np.mean([t.mean() for t in tells])) if tells else float("nan")
@@ -385,6 +395,7 @@ def audit_model(
         method_params=params,
         gallery_maps=gallery_maps,
         seconds=timings,
+        peak_mb=peak_mb,
         suspects=suspects,
         sanity=sanity,
         ablation=ablation,

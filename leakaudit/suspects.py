@@ -20,6 +20,7 @@ from leakaudit.discovery import (
     moving_suspect_samples,
     suspected_tell_mask,
 )
+from leakaudit.discovery_view import discovery_view, to_full
 
 
 @dataclass
@@ -44,7 +45,6 @@ class Suspect:
 def check_suspects(
     model: nn.Module,
     data: Dataset,
-    images: np.ndarray,
     maps: np.ndarray,
     preds: np.ndarray,
     seed: int,
@@ -53,12 +53,17 @@ def check_suspects(
     """Discover suspected tells from attribution maps, test the top ``top`` behaviourally, and
     rank them: strong ones first, by behavioural evidence, then by discovery score.
 
-    Discovery never sees the tell annotations; removal covers the suspected box on the affected
-    classes' images, swap paints the other affected classes' colours into it."""
-    regions = [s.region if s.region.any() else None for s in data]
-    found = discover_tells(maps, images, data.labels(), preds, regions, seed=seed)
+    ``maps``: (N, h, w), every image's map at full size or reduced (``discovery_view``: discovery
+    works on at most 64 px and 2 000 images; the tests run on the full-size images). Discovery
+    never sees the tell annotations; removal covers the suspected box on the affected classes'
+    images, swap paints the other affected classes' colours into it."""
+    view = discovery_view(data, maps, seed)
+    found = discover_tells(
+        view.maps, view.images, data.labels()[view.index], preds[view.index], view.regions,
+        seed=seed,
+    )  # fmt: skip
     out = []
-    for sus in found.suspects[:top]:
+    for sus in [to_full(s, view) for s in found.suspects[:top]]:
         if sus.moves:  # colour-first: a box per image (discovery.moving_suspect_samples)
             hit, affected, swapped = moving_suspect_samples(data.samples, sus)
             removal = removal_test(model, affected, predictions=preds[hit])
@@ -67,7 +72,7 @@ def check_suspects(
             iou = float(np.mean([box_iou(a, b) for a, b in pairs])) if pairs else float("nan")
             out.append(Suspect(sus, removal, swap, iou))
             continue
-        mask = suspected_tell_mask(sus, images.shape[1:3])
+        mask = suspected_tell_mask(sus, view.full_shape)
         hit = [i for i, s in enumerate(data) if s.label in sus.classes]
         affected = [data.samples[i] for i in hit]
         removal = removal_test(model, affected, mask=mask, predictions=preds[hit])

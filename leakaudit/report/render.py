@@ -507,7 +507,8 @@ def write_report(
     _write_insight_pages(result, data, out)
     written = render_outputs(out, out, ("html", "md"), junit_path=junit_path)
     timings = result.timings or {n: a.seconds for n, a in result.models.items()}
-    info = {"timings_s": _rounded(timings), **(run_info or {})}
+    peaks = {n: a.peak_mb for n, a in result.models.items() if a.peak_mb}
+    info = {"timings_s": _rounded(timings), "peak_rss_mb": _rounded(peaks), **(run_info or {})}
     (out / "run_info.json").write_text(json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n")
     return written["html"], json_path
 
