@@ -1,6 +1,6 @@
 """Where do clean and poisoned models fall relative to the verdict thresholds?
 
-Runs the power sweep (``leakaudit.power.run_power``) over several seeds, tell sizes and
+Runs the power sweep (``leakaudit.experiments.power.run_power``) over several seeds, tell sizes and
 prevalences — each seed with its own random tell colours and position — and prints the
 calibration table (min / median / max of every condition over clean and over poisoned audits,
 next to the warn / fail thresholds) and the power table (detection, false-alarm and discovery
@@ -24,8 +24,8 @@ import json
 import time
 from pathlib import Path
 
-from leakaudit.demo import DemoConfig
-from leakaudit.power import (
+from leakaudit.experiments.demo import DemoConfig
+from leakaudit.experiments.power import (
     clean_false_alarms,
     format_calibration_table,
     format_power_table,

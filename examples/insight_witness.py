@@ -20,13 +20,13 @@ import numpy as np
 
 from leakaudit.data.samples import split_indices
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.demo import DemoConfig, train_model
+from leakaudit.data.tells import TellSpec, poison
+from leakaudit.experiments.demo import DemoConfig, train_model
 from leakaudit.insight.activation_max import class_visualisations
 from leakaudit.insight.common import input_shape
 from leakaudit.insight.witness import class_witness, colour_distance
 from leakaudit.models.load import load_model, save_checkpoint
 from leakaudit.runtime import configure
-from leakaudit.tells import TellSpec, poison
 
 MAX_DISTANCE = 0.5
 

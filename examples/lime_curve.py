@@ -18,8 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leakaudit.bench import N_SEGMENTS, lime_package_weights, spearman_mean, train_scale_model
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.experiments.bench import (
+    N_SEGMENTS,
+    lime_package_weights,
+    spearman_mean,
+    train_scale_model,
+)
 from leakaudit.explain.lime import Lime, sample_masks, segment, weighted_ridge
 from leakaudit.models.train import predict_proba
 from leakaudit.runtime import configure

@@ -23,8 +23,8 @@ _API = {
     "write_report": ("leakaudit.api", "write"),
     "read_dataset": ("leakaudit.data.formats", "read_dataset"),
     "load_model": ("leakaudit.models.load", "load_model"),
-    "inject": ("leakaudit.inject", "inject_dataset"),
-    "TellSpec": ("leakaudit.tells", "TellSpec"),
+    "inject": ("leakaudit.data.inject", "inject_dataset"),
+    "TellSpec": ("leakaudit.data.tells", "TellSpec"),
 }
 __all__ = ["__version__", *_API]
 

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from leakaudit.audit_result import AuditResult
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.pipeline import AuditOptions, audit_one, compare_audits, gallery_indices
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.models.load import ModelSpec
-from leakaudit.pipeline import AuditOptions, audit_one, compare_audits, gallery_indices
 from leakaudit.runtime import configure
-from leakaudit.verdict import Thresholds
 
 ArrayData = tuple[np.ndarray, np.ndarray]
 

@@ -14,6 +14,7 @@ import traceback
 
 import click
 
+from leakaudit.auditing.verdict import exit_code, verdict_line
 from leakaudit.cli_data import crops, inject, train_cmd
 from leakaudit.cli_experiments import bench, demo, power, report_cmd
 from leakaudit.cli_types import (
@@ -31,7 +32,6 @@ from leakaudit.cli_types import (
 )
 from leakaudit.errors import LeakauditError
 from leakaudit.paths import check_out_dir
-from leakaudit.verdict import exit_code, verdict_line
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -263,7 +263,7 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
     sanity check per method and a region-ablation test, and writes report.html +
     summary.json into --out.
     """
-    from leakaudit.pipeline import AuditOptions, run_audit
+    from leakaudit.auditing.pipeline import AuditOptions, run_audit
     from leakaudit.report import write_report
 
     junit = cli.pop("junit", None)
@@ -313,7 +313,7 @@ def _echo_conditions(conditions) -> None:
 
 
 def _echo_cache(opts) -> None:
-    from leakaudit.cache import default_cache_dir
+    from leakaudit.explain.cache import default_cache_dir
 
     if opts.cache:
         where = opts.cache_dir or default_cache_dir()
@@ -345,7 +345,7 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
     Exit code: 1 if either model is judged leaking, 3 if either is inconclusive, else 0;
     2 on error.
     """
-    from leakaudit.pipeline import AuditOptions, run_compare
+    from leakaudit.auditing.pipeline import AuditOptions, run_compare
     from leakaudit.report import write_report
 
     junit = cli.pop("junit", None)

@@ -23,8 +23,8 @@ from leakaudit.cli_types import (
     detect_format,
     parse_position,
 )
+from leakaudit.data.tell_kinds import KINDS as TELL_KINDS
 from leakaudit.paths import check_out_dir
-from leakaudit.tell_kinds import KINDS as TELL_KINDS
 
 
 @click.command()
@@ -118,7 +118,7 @@ def inject(data, format_, out, mode, anchor, tell_classes, colours, tell_kind, t
     data (voc, coco, csv) the tells go into each object's crop by default, which is what a
     `--mode crop` audit reads; pass the same --size/--margin/--window to the audit.
     """
-    from leakaudit.inject import build_tell_spec, inject_dataset
+    from leakaudit.data.inject import build_tell_spec, inject_dataset
 
     format_ = format_ or detect_format(data)
     if anchor is not None:

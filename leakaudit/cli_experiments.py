@@ -70,7 +70,7 @@ def demo(out_dir, seed, quick, tell_size, tell_position, prevalence, lime_sample
     """
     from dataclasses import replace
 
-    from leakaudit.demo import DemoConfig, run_demo
+    from leakaudit.experiments.demo import DemoConfig, run_demo
     from leakaudit.report import write_report
 
     config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
@@ -136,12 +136,12 @@ def bench(out, quick, samples, seed, arch, size, images, engines):
     """Measure speed side by side in one process: raw forward, saliency, our LIME, the lime
     package and captum Lime on the same model, images, segmentation and sample count; prints
     images/s, ratios and fidelity, writes bench.json. With --arch: the real-size case."""
-    from leakaudit.bench import run_bench
-    from leakaudit.bench_scale import run_scale_bench
+    from leakaudit.experiments.bench import run_bench
+    from leakaudit.experiments.bench_scale import run_scale_bench
 
     Path(out).mkdir(parents=True, exist_ok=True)
     if engines:
-        from leakaudit.bench_engines import run_engine_bench
+        from leakaudit.experiments.bench_engines import run_engine_bench
 
         big = {"arch": arch, "size": size} if arch else {}
         run_engine_bench(engines.split(","), n_images=images if arch else 16, seed=seed,
@@ -180,8 +180,8 @@ def bench(out, quick, samples, seed, arch, size, images, engines):
 def power(out, sizes, prevalences, seeds, full, quiet):
     """Detection power: plant tells of several sizes and prevalences (random colours and
     positions), train, audit; print detection and false-alarm rates per cell."""
-    from leakaudit.demo import DemoConfig
-    from leakaudit.power import run_power, write_power
+    from leakaudit.experiments.demo import DemoConfig
+    from leakaudit.experiments.power import run_power, write_power
 
     res = run_power(sizes=tuple(csv_values(sizes, int)),
                     prevalences=tuple(csv_values(prevalences, float)),

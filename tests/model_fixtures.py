@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from leakaudit.tells import PALETTE
+from leakaudit.data.tells import PALETTE
 
 
 class CornerReader(nn.Module):

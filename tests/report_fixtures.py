@@ -12,11 +12,11 @@ import functools
 import numpy as np
 import pandas as pd
 
+from leakaudit.auditing.model_audit import AuditResult, ModelAudit, score_columns
+from leakaudit.auditing.verdict import Condition, Thresholds, verdict
 from leakaudit.data.samples import DataProblem, Dataset, Sample
-from leakaudit.discovery import SuspectedTell
-from leakaudit.model_audit import AuditResult, ModelAudit, score_columns
-from leakaudit.sanity import LayerStep, SanityResult
-from leakaudit.verdict import Condition, Thresholds, verdict
+from leakaudit.evidence.discovery import SuspectedTell
+from leakaudit.evidence.sanity import LayerStep, SanityResult
 
 EVIL = "<script>alert(1)</script>"
 CLASSES = [EVIL, "sq|uare", "tri&angle", "cr`oss`\nnew"]
@@ -70,7 +70,7 @@ def _model(name: str, k: int, data: Dataset, conditions: list[Condition]) -> Mod
     maps = {m: rng.random((n, SIDE, SIDE)).astype(np.float32) for m in METHODS}
     steps = [LayerStep(f"block{j}", 0.9 - 0.3 * j, 0.5) for j in range(4)]
     suspect = SuspectedTell((1, 1, 6, 6), (1.0, 0.2, 0.1), [0, 1], 0.9, 0.8, [0])
-    from leakaudit.suspects import Suspect
+    from leakaudit.evidence.suspects import Suspect
 
     audit = ModelAudit(
         name=name,
@@ -128,7 +128,7 @@ def two_model_result() -> AuditResult:
         "clean": _model("clean", 0, data, _conditions(False)),
         HOSTILE_MODEL: _model(HOSTILE_MODEL, 1, data, _conditions(True)),
     }
-    from leakaudit.pipeline import compare_audits
+    from leakaudit.auditing.pipeline import compare_audits
 
     result = AuditResult(
         f"leakaudit compare: clean vs {HOSTILE_MODEL}",

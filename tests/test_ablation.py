@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leakaudit.ablation import ablate_region, region_ablation
 from leakaudit.data.samples import Dataset
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.data.tells import TellSpec, poison
+from leakaudit.evidence.ablation import ablate_region, region_ablation
 from leakaudit.models.train import train_classifier
 from leakaudit.models.zoo import SmallCNN
-from leakaudit.tells import TellSpec, poison
 
 SPEC = TellSpec(size=6, position="bottom-right")
 

@@ -13,8 +13,8 @@ from torch import nn
 
 import leakaudit
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.data.tells import TellSpec, poison
 from leakaudit.errors import DatasetError
-from leakaudit.tells import TellSpec, poison
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from torch import nn
 from leakaudit.cli import main, run
 from leakaudit.data.images import save_png
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.tells import PALETTE, TellSpec, poison
+from leakaudit.data.tells import PALETTE, TellSpec, poison
 
 SIZE, TELL = 32, 6
 

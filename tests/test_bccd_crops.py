@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from leakaudit.cli import main
-from leakaudit.discovery import box_iou
+from leakaudit.evidence.discovery import box_iou
 
 BCCD = Path(__file__).resolve().parents[1] / "examples" / "data" / "bccd"
 

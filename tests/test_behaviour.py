@@ -7,11 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from leakaudit.behaviour import removal_test
+from leakaudit.auditing.verdict import FAIL, PASS, Thresholds, build_conditions
 from leakaudit.data.samples import Sample
-from leakaudit.discovery import wilson_lower
-from leakaudit.tells import plant
-from leakaudit.verdict import FAIL, PASS, Thresholds, build_conditions
+from leakaudit.data.tells import plant
+from leakaudit.evidence.behaviour import removal_test
+from leakaudit.evidence.discovery import wilson_lower
 
 RED, BLUE = (1.0, 0.0, 0.0), (0.0, 0.0, 1.0)
 

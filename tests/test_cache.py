@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
 from leakaudit.explain.base import Attribution, Explainer
+from leakaudit.explain.cache import AttributionCache, cached_attribute, model_fingerprint
 from leakaudit.explain.lime import Lime
+from leakaudit.explain.stream import peak_rss_mb, stream_attributions
 from leakaudit.models.zoo import SmallCNN
-from leakaudit.stream import peak_rss_mb, stream_attributions
 
 
 class Counting(Explainer):

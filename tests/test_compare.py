@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leakaudit.model_audit import ModelAudit, score_columns
-from leakaudit.pipeline import compare_audits
+from leakaudit.auditing.model_audit import ModelAudit, score_columns
+from leakaudit.auditing.pipeline import compare_audits
 
 
 def _audit(name: str, rows: list[dict]) -> ModelAudit:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.discovery import (
+from leakaudit.data.tells import TellSpec, poison
+from leakaudit.evidence.discovery import (
     STRONG_SCORE,
     SuspectedTell,
     box_area,
@@ -20,7 +21,6 @@ from leakaudit.discovery import (
 from leakaudit.explain.registry import make_explainer
 from leakaudit.models.train import predict_proba, train_classifier
 from leakaudit.models.zoo import SmallCNN
-from leakaudit.tells import TellSpec, poison
 
 SIZE = 32
 # Random per-class colours at an off-corner place: nothing here is passed to discovery.
@@ -156,7 +156,7 @@ def test_degenerate_inputs_do_not_crash():
 
 
 def test_wilson_lower_penalises_small_samples():
-    from leakaudit.discovery import wilson_lower
+    from leakaudit.evidence.discovery import wilson_lower
 
     assert wilson_lower(3, 10) < wilson_lower(30, 100) < 0.3
     assert wilson_lower(50, 50) > 0.9 and wilson_lower(0, 10) == 0.0 and wilson_lower(0, 0) == 0.0
@@ -170,7 +170,7 @@ def test_nested_boxes_are_one_place():
 
 
 def test_strong_suspects_rank_by_what_the_model_does():
-    from leakaudit.suspects import Suspect, rank_suspects
+    from leakaudit.evidence.suspects import Suspect, rank_suspects
 
     def sus(score, drop, follow, name):
         found = SuspectedTell((0, 0, 4, 4), (1.0, 0.0, 0.0), [0], 1.0, score, [], source=name)
@@ -203,7 +203,7 @@ def _maps_on(ds, masks, seed: int) -> np.ndarray:
 
 
 def _coverage(sus, ds) -> float:
-    from leakaudit.discovery import suspect_boxes
+    from leakaudit.evidence.discovery import suspect_boxes
 
     boxes = suspect_boxes(sus, len(ds))
     hits = [
@@ -244,7 +244,7 @@ def test_one_colour_for_every_class_is_not_a_tell():
 
 
 def test_moving_suspect_samples_give_removal_and_swap_a_box_per_image():
-    from leakaudit.discovery import moving_suspect_samples
+    from leakaudit.evidence.discovery import moving_suspect_samples
 
     ds = make_shapes(6, seed=0, size=SIZE)
     boxes = {0: (1, 1, 5, 5), 2: (10, 12, 16, 18), 3: (0, 0, 3, 3)}

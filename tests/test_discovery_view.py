@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from leakaudit import discovery_view as dv
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.discovery import discover_tells, suspect_boxes, suspected_tell_mask
-from leakaudit.tells import TellSpec, poison
+from leakaudit.data.tells import TellSpec, poison
+from leakaudit.evidence import discovery_view as dv
+from leakaudit.evidence.discovery import discover_tells, suspect_boxes, suspected_tell_mask
 
 BIG = 160
 COLOURS = {

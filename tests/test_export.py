@@ -14,10 +14,10 @@ from voc_files import make_voc
 from leakaudit.cli import main, run
 from leakaudit.data.export import export_samples, file_stem
 from leakaudit.data.formats import read_imagefolder, read_voc
+from leakaudit.data.inject import inject_dataset
 from leakaudit.data.samples import Dataset, Sample
+from leakaudit.data.tells import TellSpec
 from leakaudit.errors import ConfigError
-from leakaudit.inject import inject_dataset
-from leakaudit.tells import TellSpec
 
 
 def _voc(root: Path) -> Path:
@@ -102,7 +102,7 @@ def test_crops_command(tmp_path, capsys):
 
 
 def test_model_card_keeps_crop_options_and_a_different_cut_is_noted(tmp_path):
-    from leakaudit.pipeline import AuditOptions, crop_mismatch
+    from leakaudit.auditing.pipeline import AuditOptions, crop_mismatch
 
     bccd = Path(__file__).resolve().parents[1] / "examples" / "data" / "bccd"
     model = tmp_path / "m" / "model.pt"

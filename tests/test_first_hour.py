@@ -15,7 +15,7 @@ from torch import nn
 from leakaudit.cli import run
 from leakaudit.data.images import save_png
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.tells import TellSpec, poison
+from leakaudit.data.tells import TellSpec, poison
 
 SIZE, TELL = 24, 6
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -145,8 +145,8 @@ def test_every_option_has_help_and_one_vocabulary() -> None:
 
 
 def test_tells_json_that_no_audited_sample_carries_is_warned(tmp_path) -> None:
+    from leakaudit.auditing.pipeline import AuditOptions, tell_notes
     from leakaudit.data.samples import Dataset, Sample
-    from leakaudit.pipeline import AuditOptions, tell_notes
 
     data = Dataset([Sample(np.zeros((4, 4, 3), np.float32), 0, np.zeros((4, 4), bool), "a")], ["x"])
     opts = AuditOptions(data=str(tmp_path), format="imagefolder", mode="image")

@@ -12,13 +12,13 @@ import pytest
 import torch
 from torch import nn
 
+from leakaudit.auditing.pipeline import stratified_limit, unrepresented
 from leakaudit.cli import run
 from leakaudit.data.images import save_png
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.models.load import save_checkpoint
 from leakaudit.models.zoo import SmallCNN
-from leakaudit.pipeline import stratified_limit, unrepresented
 
 SIZE = 24
 CLASSES = "disc,square,triangle,cross"
@@ -125,7 +125,7 @@ def test_out_that_is_a_file_is_refused_before_the_audit(ws, tmp_path, capsys, mo
     blocker = tmp_path / "file"
     blocker.write_text("x")
     called = []
-    monkeypatch.setattr("leakaudit.pipeline.run_audit", lambda *a, **k: called.append(1))
+    monkeypatch.setattr("leakaudit.auditing.pipeline.run_audit", lambda *a, **k: called.append(1))
     for out in (blocker, blocker / "sub"):
         code, _, err = _run(_audit_args(ws, "a.pt", out), capsys)
         assert code == 2 and "--out" in err and "Traceback" not in err, err
@@ -136,7 +136,7 @@ def test_unexpected_exception_is_one_line_exit_2(ws, tmp_path, capsys, monkeypat
     def boom(*args, **kwargs):
         raise RuntimeError("something deep broke\nsecond line")
 
-    monkeypatch.setattr("leakaudit.pipeline.run_audit", boom)
+    monkeypatch.setattr("leakaudit.auditing.pipeline.run_audit", boom)
     code, _, err = _run(_audit_args(ws, "a.pt", tmp_path / "o"), capsys)
     assert code == 2
     assert err.strip().count("\n") == 0 and "Traceback" not in err

@@ -12,9 +12,9 @@ from voc_files import voc_xml
 
 from leakaudit.data.formats import box_mask, read_dataset
 from leakaudit.data.images import load_image
+from leakaudit.data.inject import inject_dataset
+from leakaudit.data.tells import TellSpec
 from leakaudit.errors import ConfigError
-from leakaudit.inject import inject_dataset
-from leakaudit.tells import TellSpec
 
 
 def _rgb(h: int, w: int, seed: int) -> np.ndarray:

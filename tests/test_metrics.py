@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leakaudit.metrics import METRICS, score_batch
+from leakaudit.evidence.metrics import METRICS, score_batch
 
 H = W = 10
 
@@ -74,7 +74,7 @@ def test_pointing_game_hit_miss_and_tolerance():
     attr = np.zeros((H, W))
     attr[7, 2] = 1.0  # two rows below the mask's last row (4)
     assert METRICS["pointing_game"](attr, MASK) == 0.0
-    from leakaudit.metrics import pointing_game
+    from leakaudit.evidence.metrics import pointing_game
 
     assert pointing_game(attr, MASK, tolerance=3) == 1.0
     assert pointing_game(attr, MASK, tolerance=2.5) == 0.0  # distance is exactly 3 px

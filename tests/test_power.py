@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from leakaudit.demo import DemoConfig
+from leakaudit.data.tells import CORNERS
 from leakaudit.errors import ConfigError
-from leakaudit.power import (
+from leakaudit.experiments.demo import DemoConfig
+from leakaudit.experiments.power import (
     MIN_DETECTION,
     PowerResult,
     TellStyle,
@@ -17,7 +18,6 @@ from leakaudit.power import (
     format_power_table,
     run_power,
 )
-from leakaudit.tells import CORNERS
 
 # 32 px and 1 280 training images: the clean model still learns shapes (~0.6 vs 0.25 chance)
 TINY = replace(
@@ -123,14 +123,14 @@ def test_bad_options_are_config_errors(kwargs):
 
 
 def test_rate_of_nothing_is_nan():
-    from leakaudit.power import _rate
+    from leakaudit.experiments.power import _rate
 
     assert math.isnan(_rate([None, None]))
     assert _rate([True, False, None]) == 0.5
 
 
 def test_wilson_interval_brackets_the_rate():
-    from leakaudit.power import wilson_interval
+    from leakaudit.experiments.power import wilson_interval
 
     lo, hi = wilson_interval(0, 20)
     assert lo == 0.0 and 0.15 < hi < 0.18  # 0 of 20 is "at most ~16 %", not 0 %
@@ -143,9 +143,9 @@ def test_suspect_coverage_counts_tells_covered_by_the_box_in_their_own_image():
     import numpy as np
 
     from leakaudit.data.synthetic import make_shapes
-    from leakaudit.discovery import SuspectedTell
-    from leakaudit.power import suspect_coverage
-    from leakaudit.tells import TellSpec, poison
+    from leakaudit.data.tells import TellSpec, poison
+    from leakaudit.evidence.discovery import SuspectedTell
+    from leakaudit.experiments.power import suspect_coverage
 
     ds = poison(make_shapes(8, seed=0, size=32), TellSpec(size=6, position="random"), seed=0)
     own = {i: s.tell_box for i, s in enumerate(ds)}

@@ -15,14 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-from leakaudit.cache import AttributionCache
+from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.data.tells import PALETTE, TellSpec, poison
 from leakaudit.engines import EngineOptions
 from leakaudit.engines.ray_engine import import_ray, pool_size, probe
 from leakaudit.errors import ConfigError, EngineError
-from leakaudit.model_audit import Checks, ModelAudit, audit_model
-from leakaudit.tells import PALETTE, TellSpec, poison
-from leakaudit.verdict import Thresholds
+from leakaudit.explain.cache import AttributionCache
 
 needs_ray = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None and not os.environ.get("CI"),

@@ -11,11 +11,12 @@ import pytest
 from model_fixtures import CornerReader
 
 import leakaudit
-from leakaudit import conditions, metrics
-from leakaudit.conditions import Check, ConditionSpec
+from leakaudit.auditing import conditions
+from leakaudit.auditing.conditions import Check, ConditionSpec
+from leakaudit.auditing.verdict import FAIL, Thresholds
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.tells import TellSpec, poison
-from leakaudit.verdict import FAIL, Thresholds
+from leakaudit.data.tells import TellSpec, poison
+from leakaudit.evidence import metrics
 
 
 def peak_on_object(attr: np.ndarray, region: np.ndarray | None) -> float:

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from leakaudit.auditing.model_audit import AuditResult, audit_model
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import DataProblem, Dataset
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.model_audit import AuditResult, audit_model
+from leakaudit.data.tells import TellSpec, poison
 from leakaudit.models.zoo import build
 from leakaudit.report import render_html, to_summary, write_report
-from leakaudit.tells import TellSpec, poison
-from leakaudit.verdict import Thresholds
 
 EVIL = "<script>alert(1)</script>"
 

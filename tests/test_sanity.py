@@ -9,14 +9,14 @@ from scipy import ndimage
 from torch import nn
 
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.explain.base import Attribution, Explainer, normalise_per_image
-from leakaudit.models.train import train_classifier
-from leakaudit.models.zoo import SmallCNN
-from leakaudit.sanity import (
+from leakaudit.evidence.sanity import (
     DEFAULT_THRESHOLD,
     parameterised_modules,
     randomisation_check,
 )
+from leakaudit.explain.base import Attribution, Explainer, normalise_per_image
+from leakaudit.models.train import train_classifier
+from leakaudit.models.zoo import SmallCNN
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,20 @@ import pytest
 import torch
 from torch import nn
 
-from leakaudit.behaviour import removal_test
-from leakaudit.budget import make_plan, parse_duration, passes_per_image, stratified_sample
+from leakaudit.auditing.budget import make_plan, parse_duration, passes_per_image, stratified_sample
+from leakaudit.auditing.model_audit import Checks, audit_model, compact
+from leakaudit.auditing.verdict import NA, Thresholds
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.data.tells import TellSpec, poison
 from leakaudit.errors import ConfigError, ModelOutputError
+from leakaudit.evidence.behaviour import removal_test
+from leakaudit.evidence.sanity import cascade_steps, parameterised_modules, randomisation_check
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
 from leakaudit.explain.gradcam import last_conv
-from leakaudit.model_audit import Checks, audit_model, compact
 from leakaudit.models.train import predict_proba
 from leakaudit.models.zoo import ResNet18, TinyViT, build
 from leakaudit.runtime import resolve_device
-from leakaudit.sanity import cascade_steps, parameterised_modules, randomisation_check
-from leakaudit.tells import TellSpec, poison
-from leakaudit.verdict import NA, Thresholds
 
 SIZE = 32
 METHODS = {"saliency": {}, "gradcam": {}, "lime": {"n_samples": 16, "n_segments": 8}}

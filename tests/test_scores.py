@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from leakaudit import metrics as scores
+from leakaudit.evidence import metrics as scores
 
 
 def _mask(h=8, w=8, rows=slice(0, 4)):

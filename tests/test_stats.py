@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leakaudit.stats import bootstrap_ci, grouped_summary, paired_compare
+from leakaudit.evidence.stats import bootstrap_ci, grouped_summary, paired_compare
 
 
 def test_bootstrap_reproducible_and_contains_mean():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.data.tells import TellSpec, draw_rectangle, poison, remove_tell, swap_tell
 from leakaudit.errors import ConfigError
-from leakaudit.tells import TellSpec, draw_rectangle, poison, remove_tell, swap_tell
 
 
 def test_mask_is_exactly_the_changed_pixels():

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from leakaudit.verdict import (
+from leakaudit.auditing.verdict import (
     FAIL,
     NA,
     PASS,
@@ -54,7 +54,7 @@ def test_thresholds_round_trip_and_reject_unknown_names():
 def test_swap_fail_line_is_a_binomial_test_against_the_error_driven_chance_rate():
     from scipy.stats import binom
 
-    from leakaudit.verdict import SWAP_ALPHA, swap_chance, swap_lines
+    from leakaudit.auditing.verdict import SWAP_ALPHA, swap_chance, swap_lines
 
     # 4 classes, 48 images × 3 pastes; 55 % kept their class → chance = 0.45 / 3 = 0.15
     swap = {"n_pairs": 144, "follow_rate": 0.3, "kept_true_class_rate": 0.55}
@@ -77,7 +77,7 @@ def test_swap_fail_line_is_a_binomial_test_against_the_error_driven_chance_rate(
 
 
 def test_swap_fail_line_stays_between_the_configured_warn_and_fail():
-    from leakaudit.verdict import swap_lines
+    from leakaudit.auditing.verdict import swap_lines
 
     # near-perfect model, many images: significance alone would fail a 5 % follow rate
     tiny = {"n_pairs": 3000, "kept_true_class_rate": 0.99}

@@ -38,7 +38,7 @@ Conventions shared by all readers:
   skipped); ``"largest"`` takes the class with the largest total box area. The region is the
   union of the labelled class's objects. Datasets with many classes per image (BCCD: RBCs
   everywhere) belong in crop mode.
-* A ``tells.json`` written by ``leakaudit.inject`` (found beside the annotations, or given as
+* A ``tells.json`` written by ``leakaudit.data.inject`` (found beside the annotations, or given as
   ``tells_path``) fills ``Sample.tell``/``tell_box``, mapped through cropping and resizing; tell
   pixels are removed from the region, as ``tells.plant`` does. A tell box covering more than
   ``MAX_TELL_FRACTION`` (25 %) of its image is dropped and counted: a "tell" that large is most

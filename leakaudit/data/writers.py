@@ -1,7 +1,7 @@
 """Writing a dataset copy in its own format with renamed image files, plus ``tells.json``.
 
-Used by ``leakaudit.inject``: images are re-written as PNG (lossless, so a planted tell keeps its
-exact pixels), which changes file extensions; these writers copy the annotation files and
+Used by ``leakaudit.data.inject``: images are re-written as PNG (lossless, so a planted tell
+keeps its exact pixels), which changes file extensions; these writers copy the annotation files and
 rewrite only the image references. Everything else in the annotation files is kept as it was.
 """
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from leakaudit.cache import AttributionCache
 from leakaudit.engines import local, ray_engine
 from leakaudit.engines.work import (
     BEHAVIOUR,
@@ -25,6 +24,7 @@ from leakaudit.engines.work import (
 )
 from leakaudit.errors import ConfigError
 from leakaudit.explain.base import Explainer
+from leakaudit.explain.cache import AttributionCache
 
 # name -> run(job, model, methods, explainers, orders, samples, cache, options) -> batch results
 ENGINES: dict[str, Callable[..., list[BatchResult]]] = {

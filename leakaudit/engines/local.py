@@ -9,9 +9,9 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from leakaudit.cache import AttributionCache
 from leakaudit.engines.work import BatchResult, EngineOptions, Job, explain_batch, plan_tasks
 from leakaudit.explain.base import Explainer
+from leakaudit.explain.cache import AttributionCache
 
 
 def run(

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leakaudit.cache import AttributionCache
 from leakaudit.engines.work import (
     BEHAVIOUR,
     BatchResult,
@@ -36,6 +35,7 @@ from leakaudit.engines.work import (
 )
 from leakaudit.errors import EngineError
 from leakaudit.explain.base import Explainer
+from leakaudit.explain.cache import AttributionCache
 
 INSTALL_HINT = "pip install 'leakaudit[ray]'"
 

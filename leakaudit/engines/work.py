@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.cache import AttributionCache, cached_attribute
 from leakaudit.explain.base import Explainer
+from leakaudit.explain.cache import AttributionCache, cached_attribute
 
 
 @dataclass(frozen=True)
@@ -109,12 +109,12 @@ def explain_batch(
     """Attribute, compact and score one batch: the same code on the driver and on a worker.
     A ``BEHAVIOUR`` batch instead predicts its samples with the tell covered and painted over
     (``behaviour.behaviour_predictions``; ``model`` is needed only for it)."""
-    from leakaudit.model_audit import _stack, compact, score_rows  # audit imports engines
+    from leakaudit.auditing.model_audit import _stack, compact, score_rows  # audit imports engines
 
     t0, c0 = time.perf_counter(), time.process_time()
     idx = task.idx
     if task.method == BEHAVIOUR:
-        from leakaudit.behaviour import behaviour_predictions
+        from leakaudit.evidence.behaviour import behaviour_predictions
 
         rows = behaviour_predictions(model, samples, job.colours)
         took = time.perf_counter() - t0

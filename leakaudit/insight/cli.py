@@ -113,11 +113,11 @@ def insight(model_path, arch, classes, data, format_, mode, size, n_images, step
             dream_layer, suspects, seed, out_dir):  # fmt: skip
     """Look inside a model: filters, feature maps, class and channel visualisations, DeepDream,
     pixel influence, a classification viewer, each next to an untrained twin → OUT/insight.html."""
+    from leakaudit.auditing.pipeline import stratified_limit
     from leakaudit.data.formats import read_dataset
     from leakaudit.insight.page import PageOptions, build_page, write_page
     from leakaudit.models.load import ModelSpec, load_model, read_checkpoint_meta
     from leakaudit.paths import check_out_dir
-    from leakaudit.pipeline import stratified_limit
     from leakaudit.runtime import configure
 
     check_out_dir(out_dir)  # before any work: a run must not fail at the end on a bad --out

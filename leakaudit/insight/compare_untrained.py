@@ -4,7 +4,8 @@ An untrained net's filters, class visualisations and pixel influence are structu
 training added is the difference. A view that looks the same for both (e.g. a "class picture"
 that is only the regulariser's texture) says nothing about the model. The copy re-initialises
 every parameterised module with its own constructor's initialisation, seeded
-(``leakaudit.sanity.randomise_module``, the same re-initialisation the randomisation check uses).
+(``leakaudit.evidence.sanity.randomise_module``, the same re-initialisation the randomisation
+check uses).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import copy
 import numpy as np
 from torch import nn
 
-from leakaudit.sanity import parameterised_modules, randomise_module
+from leakaudit.evidence.sanity import parameterised_modules, randomise_module
 
 # Offset so the re-init never replays the seed a model was built with (build(seed=s) draws the
 # first layer from torch.manual_seed(s), which is what a re-init with seed s would redraw).

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from leakaudit import __version__
-from leakaudit.audit_result import AuditResult
-from leakaudit.model_audit import ModelAudit, score_columns
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.model_audit import ModelAudit, score_columns
 from leakaudit.report.bundle import (
     ReportData,
     resize_map,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from leakaudit import metrics
+from leakaudit.evidence import metrics
 from leakaudit.report.bundle import ReportData
 from leakaudit.report.numbers import fmt, fmt_ci, key_numbers, method_order, model_order
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit import metrics
+from leakaudit.evidence import metrics
+from leakaudit.evidence.stats import bootstrap_ci
 from leakaudit.report.bundle import ReportData
-from leakaudit.stats import bootstrap_ci
 
 
 def key_scores() -> list[tuple[str, str]]:

@@ -20,11 +20,12 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from leakaudit import __version__, metrics
-from leakaudit.audit_result import AuditResult
-from leakaudit.conditions import CONDITIONS
+from leakaudit import __version__
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.conditions import CONDITIONS
+from leakaudit.auditing.model_audit import per_class_table
+from leakaudit.evidence import metrics
 from leakaudit.jsonable import jsonable
-from leakaudit.model_audit import per_class_table
 from leakaudit.report import pictures, plots
 from leakaudit.report.bundle import BUNDLE_NAME, ReportData, load_bundle, save_bundle
 from leakaudit.report.numbers import (

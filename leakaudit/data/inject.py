@@ -48,6 +48,7 @@ from leakaudit.data.formats import (
 )
 from leakaudit.data.images import read_image, save_png, to_uint8
 from leakaudit.data.samples import DataProblem
+from leakaudit.data.tells import PALETTE, Box, TellSpec
 from leakaudit.data.writers import (
     png_name,
     write_coco_annotations,
@@ -57,7 +58,6 @@ from leakaudit.data.writers import (
 )
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.paths import inside
-from leakaudit.tells import PALETTE, Box, TellSpec
 
 ANCHORS = ("image", "object")
 

@@ -18,28 +18,28 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from leakaudit.audit_result import AuditResult
-from leakaudit.budget import parse_duration
-from leakaudit.cache import AttributionCache, default_cache_dir
-from leakaudit.data.formats import detect_format, read_dataset
-from leakaudit.data.samples import Dataset
-from leakaudit.engines import EngineOptions, check_engine
-from leakaudit.errors import ConfigError, DatasetError
-from leakaudit.eval_set import (  # noqa: F401  (importable from here as before)
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.budget import parse_duration
+from leakaudit.auditing.eval_set import (  # noqa: F401  (importable from here as before)
     accuracy_notes,
     limit_notes,
     stratified_limit,
     tell_notes,
     unrepresented,
 )
+from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model, score_columns
+from leakaudit.auditing.verdict import Thresholds
+from leakaudit.data.formats import detect_format, read_dataset
+from leakaudit.data.samples import Dataset
+from leakaudit.engines import EngineOptions, check_engine
+from leakaudit.errors import ConfigError, DatasetError
+from leakaudit.evidence.stats import paired_compare
 from leakaudit.explain import EXPLAINERS
+from leakaudit.explain.cache import AttributionCache, default_cache_dir
 from leakaudit.explain.registry import method_params
-from leakaudit.model_audit import Checks, ModelAudit, audit_model, score_columns
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
 from leakaudit.runtime import configure, resolve_device
-from leakaudit.stats import paired_compare
-from leakaudit.verdict import Thresholds
 
 try:
     import tomllib

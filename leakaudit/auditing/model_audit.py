@@ -17,17 +17,22 @@ import pandas as pd
 import torch
 from torch import nn
 
-from leakaudit import metrics
-from leakaudit.ablation import region_ablation
-from leakaudit.behaviour import removal_test, swap_test, tell_colours
-from leakaudit.budget import make_plan, stratified_sample
-from leakaudit.cache import AttributionCache, model_fingerprint
+from leakaudit.auditing.budget import make_plan, stratified_sample
+from leakaudit.auditing.verdict import Condition, Thresholds, build_conditions, verdict
 from leakaudit.data.samples import Dataset
-from leakaudit.discovery_view import DISCOVERY_SIDE, area_resize, reduced_shape
 from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
 from leakaudit.errors import ModelOutputError
+from leakaudit.evidence import metrics
+from leakaudit.evidence.ablation import region_ablation
+from leakaudit.evidence.behaviour import removal_test, swap_test, tell_colours
+from leakaudit.evidence.discovery_view import DISCOVERY_SIDE, area_resize, reduced_shape
+from leakaudit.evidence.sanity import SanityResult, sanity_checks, sanity_plan
+from leakaudit.evidence.stats import bootstrap_ci
+from leakaudit.evidence.suspects import Suspect, check_suspects
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
+from leakaudit.explain.cache import AttributionCache, model_fingerprint
+from leakaudit.explain.stream import peak_rss_mb
 from leakaudit.models.train import (
     FirstOutput,
     as_logits,
@@ -36,15 +41,10 @@ from leakaudit.models.train import (
     to_tensor,
 )
 from leakaudit.runtime import images_per_batch, model_device, resolve_device
-from leakaudit.sanity import SanityResult, sanity_checks, sanity_plan
-from leakaudit.stats import bootstrap_ci
-from leakaudit.stream import peak_rss_mb
-from leakaudit.suspects import Suspect, check_suspects
-from leakaudit.verdict import Condition, Thresholds, build_conditions, verdict
 
 # moved to their own modules; importable from here as before
 __all__ = ["AuditResult", "Checks", "ModelAudit", "Suspect", "audit_model", "score_rows"]
-from leakaudit.audit_result import AuditResult
+from leakaudit.auditing.audit_result import AuditResult
 
 
 def score_columns() -> list[str]:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.explain.base import Attribution, Explainer
+from leakaudit.explain.cache import AttributionCache, cached_attribute, model_fingerprint
 
 Item = Sample | tuple[np.ndarray, int]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from leakaudit.data.samples import Dataset, Sample
+from leakaudit.data.tell_kinds import KINDS, draw_kind
 from leakaudit.errors import ConfigError
-from leakaudit.tell_kinds import KINDS, draw_kind
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 

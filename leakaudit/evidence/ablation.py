@@ -23,8 +23,8 @@ import numpy as np
 from scipy import ndimage
 from torch import nn
 
-from leakaudit.behaviour import predict_labels
 from leakaudit.data.samples import Dataset
+from leakaudit.evidence.behaviour import predict_labels
 
 Fill = Literal["blur", "median", "grey"]
 FILLS: tuple[str, ...] = ("blur", "median", "grey")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from leakaudit.conditions import (  # noqa: F401  (swap_* and excess_mass: re-exported)
+from leakaudit.auditing.conditions import (  # noqa: F401  (swap_* and excess_mass: re-exported)
     CONDITIONS,
     SCOPES,
     SWAP_ALPHA,

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leakaudit.auditing.model_audit import _compact_shape, predict_all
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.engines import EngineOptions, Job, check_engine, explain
 from leakaudit.explain import make_explainer
-from leakaudit.model_audit import _compact_shape, predict_all
 from leakaudit.runtime import configure
 
 

@@ -18,10 +18,10 @@ from scipy import ndimage
 from torch import nn
 
 from leakaudit.data.samples import Sample
-from leakaudit.discovery import wilson_lower
+from leakaudit.data.tells import draw_rectangle
+from leakaudit.evidence.discovery import wilson_lower
 from leakaudit.models.train import predict_proba
 from leakaudit.runtime import images_per_batch
-from leakaudit.tells import draw_rectangle
 
 
 def neutral_fill(image: np.ndarray, mask: np.ndarray, ring: int = 2) -> np.ndarray:

@@ -14,16 +14,16 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from leakaudit.audit_result import AuditResult
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.model_audit import audit_model
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
+from leakaudit.data.tells import TellSpec, poison
 from leakaudit.explain.registry import method_params
-from leakaudit.model_audit import audit_model
 from leakaudit.models.train import accuracy, train_classifier
 from leakaudit.models.zoo import build
 from leakaudit.runtime import configure
-from leakaudit.tells import TellSpec, poison
-from leakaudit.verdict import Thresholds
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from leakaudit.budget import stratified_sample
+from leakaudit.auditing.budget import stratified_sample
 from leakaudit.data.samples import Dataset
-from leakaudit.discovery import Box, SuspectedTell
+from leakaudit.evidence.discovery import Box, SuspectedTell
 
 DISCOVERY_SIDE = 64  # = the compact maps' side (model_audit.COMPACT_SIDE)
 MAX_IMAGES = 2000  # 2 000 × 64² px: ~0.6 GB of discovery's float64 working arrays

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset
-from leakaudit.verdict import Thresholds
 
 if TYPE_CHECKING:
-    from leakaudit.model_audit import ModelAudit
+    from leakaudit.auditing.model_audit import ModelAudit
 
 
 @dataclass

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from leakaudit.bench import (
+from leakaudit.data.synthetic import make_shapes
+from leakaudit.experiments.bench import (
     N_SEGMENTS,
     _timed,
     lime_package_weights,
     spearman_mean,
 )
-from leakaudit.data.synthetic import make_shapes
 from leakaudit.explain.lime import Lime, segment
 from leakaudit.explain.saliency import Saliency
 from leakaudit.models.train import predict_proba, to_tensor, train_classifier

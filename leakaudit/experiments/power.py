@@ -34,21 +34,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.demo import DemoConfig, demo_methods, train_model
-from leakaudit.discovery import (
+from leakaudit.data.tells import CORNERS, TellSpec, poison
+from leakaudit.errors import ConfigError
+from leakaudit.evidence.discovery import (
     SuspectedTell,
     box_iou,
     discover_tells,
     suspect_boxes,
     suspected_tell_mask,
 )
-from leakaudit.errors import ConfigError
-from leakaudit.jsonable import jsonable
-from leakaudit.model_audit import Checks, ModelAudit, audit_model
-from leakaudit.models.train import accuracy
-from leakaudit.power_result import (  # noqa: F401  (the tables: importable from here as before)
+from leakaudit.experiments.demo import DemoConfig, demo_methods, train_model
+from leakaudit.experiments.power_result import (  # noqa: F401  (the tables: importable from here as before)
     COVER_SHARE,
     DISCOVERY_IOU,
     MIN_DETECTION,
@@ -61,9 +61,9 @@ from leakaudit.power_result import (  # noqa: F401  (the tables: importable from
     wilson_interval,
     write_power,
 )
+from leakaudit.jsonable import jsonable
+from leakaudit.models.train import accuracy
 from leakaudit.runtime import configure
-from leakaudit.tells import CORNERS, TellSpec, poison
-from leakaudit.verdict import Thresholds
 
 MIN_COLOUR_DISTANCE = 0.6  # L1 distance between any two classes' tell colours (as make_shapes)
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from leakaudit.auditing.verdict import Thresholds
 from leakaudit.jsonable import jsonable
-from leakaudit.verdict import Thresholds
 
 MIN_DETECTION = 0.9  # "detected" in the summary: caught in at least 90 % of the runs of a cell
 DISCOVERY_IOU = 0.3  # a discovered box "finds" the tell when it overlaps it at least this much

@@ -147,8 +147,9 @@ def _forward_rate(model: nn.Module, x: torch.Tensor, backward: bool, t: torch.Te
 
 def _stream_rss_subprocess(n_images: int) -> float:
     """Peak RSS (MiB) of a fresh process streaming saliency over ``n_images`` generated images."""
-    code = f"import sys; from leakaudit.bench import _stream_rss_child as f; print(f({n_images}))"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    child = "from leakaudit.experiments.bench import _stream_rss_child as f"
+    code = f"import sys; {child}; print(f({n_images}))"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
@@ -157,7 +158,7 @@ def _stream_rss_subprocess(n_images: int) -> float:
 
 def _stream_rss_child(n_images: int, chunk: int = 500) -> float:
     """Child side: images are generated chunk by chunk, explained, scored, and dropped."""
-    from leakaudit.stream import peak_rss_mb, stream_attributions
+    from leakaudit.explain.stream import peak_rss_mb, stream_attributions
 
     configure()
     torch.manual_seed(0)
@@ -323,7 +324,7 @@ def run_bench(
 def _cache_bench(
     model: nn.Module, images: np.ndarray, targets: np.ndarray, quick: bool
 ) -> dict[str, float]:
-    from leakaudit.cache import AttributionCache, cached_attribute, model_fingerprint
+    from leakaudit.explain.cache import AttributionCache, cached_attribute, model_fingerprint
 
     lime = Lime(model, n_samples=250 if quick else 500, forward_batch=FWD_BATCH)
     with tempfile.TemporaryDirectory() as d:

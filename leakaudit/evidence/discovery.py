@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from leakaudit.discovery_colour import (
+from leakaudit.evidence.discovery_colour import (
     ColourCandidate,
     colour_candidates,
     merge_colour_candidates,
 )
-from leakaudit.discovery_spray import SprayResult, kmeans, spray  # noqa: F401 (kmeans re-exported)
+from leakaudit.evidence.discovery_spray import SprayResult, kmeans, spray  # noqa: F401 (kmeans re-exported)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 with exclusive ends
 

@@ -39,13 +39,13 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from leakaudit.budget import COSTLY, Plan, fmt_seconds, passes_per_image
+from leakaudit.auditing.budget import COSTLY, Plan, fmt_seconds, passes_per_image
 from leakaudit.data.samples import Dataset
 from leakaudit.explain.base import Explainer
 from leakaudit.explain.registry import make_explainer
 
 if TYPE_CHECKING:
-    from leakaudit.model_audit import Checks
+    from leakaudit.auditing.model_audit import Checks
 
 # Pass if the mean rank correlation with the original maps, after *every* layer is randomised,
 # is below this. Maps of unrelated models on the same image share only the image's structure;

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from leakaudit.behaviour import removal_test, swap_test
 from leakaudit.data.samples import Dataset
-from leakaudit.discovery import (
+from leakaudit.evidence.behaviour import removal_test, swap_test
+from leakaudit.evidence.discovery import (
     SuspectedTell,
     box_iou,
     discover_tells,
     moving_suspect_samples,
     suspected_tell_mask,
 )
-from leakaudit.discovery_view import discovery_view, to_full
+from leakaudit.evidence.discovery_view import discovery_view, to_full
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Applications built on the audit: the demo, the power sweep and the benchmarks."""
