@@ -72,3 +72,11 @@ def test_a_moving_tell_on_a_sample_maps_boxes_to_dataset_indices(monkeypatch):
     seen = set(view.index.tolist())
     hit = [b is not None and _covered(b, ds[i]) >= 0.9 for i, b in enumerate(boxes) if i in seen]
     assert np.mean(hit) >= 0.9
+
+
+def test_spray_distances_in_blocks_equal_the_one_shot_broadcast():
+    from leakaudit.discovery_spray import _squared_distances
+
+    x = np.random.default_rng(3).random((37, 256))
+    full = ((x[:, None, :] - x[None]) ** 2).sum(-1)
+    assert np.array_equal(_squared_distances(x, max_bytes=5 * 37 * 256 * 8), full)  # 8 blocks
