@@ -75,7 +75,7 @@ def test_a_moving_tell_on_a_sample_maps_boxes_to_dataset_indices(monkeypatch):
 
 
 def test_spray_distances_in_blocks_equal_the_one_shot_broadcast():
-    from leakaudit.discovery_spray import _squared_distances
+    from leakaudit.evidence.discovery_spray import _squared_distances
 
     x = np.random.default_rng(3).random((37, 256))
     full = ((x[:, None, :] - x[None]) ** 2).sum(-1)
