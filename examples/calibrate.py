@@ -15,6 +15,9 @@ rates per cell). Writes power.json and power.md to --out.
         --prevalences 0.8 --no-lime
     # false alarms of clean models on clean data, no annotations (no poisoned cell):
     .venv/bin/python examples/calibrate.py --clean-only --seeds 0,1,2,3,4,5,6,7,8,9
+    # real data instead of shapes: BCCD cell crops (one 192-px window, 48 px, ≤ 160 a class)
+    .venv/bin/python examples/calibrate.py --bccd examples/data/bccd --random-place --sizes 10 \
+        --prevalences 0.8 --no-lime
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import time
 from pathlib import Path
 
+from leakaudit.data.formats import read_dataset
 from leakaudit.experiments.demo import DemoConfig
 from leakaudit.experiments.power import (
     clean_false_alarms,
@@ -40,6 +44,19 @@ def _ints(text: str) -> list[int]:
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
+
+
+def bccd_crops(root: Path, size: int):
+    """seed → BCCD cell crops (one fixed 192-px window around each cell, shown at ``size`` px,
+    at most 160 a class, drawn with the seed), the box as the object region."""
+
+    def read(seed: int):
+        classes = ["RBC", "WBC", "Platelets"]
+        return read_dataset(root, "voc", mode="crop", window=192, size=size, max_per_class=160,
+                            classes=classes, skip_unknown=True, seed=seed)  # fmt: skip
+
+    read.description = f"BCCD crops from {root.name}: window 192 px, {size} px, ≤ 160 a class"
+    return read
 
 
 def _append(path: Path, what: str, record: dict) -> None:
@@ -64,6 +81,7 @@ def main() -> None:
         action="store_true",
         help="only train clean models and audit them on clean images without annotations",
     )
+    p.add_argument("--bccd", type=Path, default=None, help="BCCD VOC root: its cell crops as data")
     p.add_argument("--out", type=Path, default=Path("out/calibrate"))
     args = p.parse_args()
 
@@ -95,6 +113,7 @@ def main() -> None:
         random_place=args.random_place,
         jpeg_quality=args.jpeg,
         clean_data_audit=True,
+        dataset=bccd_crops(args.bccd, base.size) if args.bccd else None,
         on_run=lambda what, rec: _append(args.out / "runs.jsonl", what, rec),
     )
     minutes = (time.perf_counter() - t0) / 60

@@ -298,6 +298,7 @@ def run_power(
     jpeg_quality: int | None = None,
     clean_data_audit: bool = False,
     on_run: Callable[[str, dict[str, Any]], None] | None = None,
+    dataset: Callable[[int], Dataset] | None = None,
 ) -> PowerResult:
     """Audit a clean and a poisoned model per (seed, size, prevalence); see the module docstring.
 
@@ -309,7 +310,9 @@ def run_power(
     ``random_place``, ``jpeg_quality``: the tells planted (see the module docstring);
     ``clean_data_audit``: also audit each clean model on clean images without annotations.
     ``on_run(what, record)`` is called as each run or clean-data audit finishes ("run" /
-    "clean"), so a long sweep on a busy machine leaves its results as it goes."""
+    "clean"), so a long sweep on a busy machine leaves its results as it goes. ``dataset(seed)``
+    replaces the synthetic shapes with real clean data (e.g. object crops with region masks;
+    its images must be ``base.size`` px): the classes and image count come from it."""
     configure()
     before = torch.get_num_threads()
     if threads is not None:
@@ -321,6 +324,7 @@ def run_power(
             "jpeg_quality": jpeg_quality,
             "clean_data_audit": clean_data_audit,
             "on_run": on_run,
+            "dataset": dataset,
         }
         return _sweep(sizes, prevalences, seeds, base, thresholds, progress, lime, checks, extra)
     finally:
@@ -355,11 +359,15 @@ def _sweep(
     )
     for seed in seeds:
         c = replace(base, seed=int(seed))
-        style = draw_style(c.seed, c.n_classes)
-        styles[c.seed] = style.describe()
         bar.set_postfix(seed=seed, step="clean")
         t0 = time.perf_counter()
-        clean = make_shapes(c.n_images, seed=c.seed, size=c.size, n_classes=c.n_classes)
+        if extra.get("dataset") is not None:  # real data: its classes and size decide
+            clean = extra["dataset"](c.seed)
+            c = replace(c, n_classes=len(clean.class_names), n_images=len(clean))
+        else:
+            clean = make_shapes(c.n_images, seed=c.seed, size=c.size, n_classes=c.n_classes)
+        style = draw_style(c.seed, c.n_classes)
+        styles[c.seed] = style.describe()
         split = split_indices(len(clean), c.test_fraction, seed=c.seed + 2)
         clean_model, clean_acc = train_model(c, clean, *split, "train clean", progress=False)
         seconds["train_clean"] += time.perf_counter() - t0
@@ -400,7 +408,9 @@ def _sweep(
     for swept in ("seed", "tell_size", "tell_position", "prevalence"):
         cfg.pop(swept)
     cfg["lime"] = lime
-    cfg.update({k: v for k, v in extra.items() if k not in ("kinds", "on_run")})
+    cfg.update({k: v for k, v in extra.items() if k not in ("kinds", "on_run", "dataset")})
+    if extra.get("dataset") is not None:
+        cfg["data"] = getattr(extra["dataset"], "description", "user dataset")
     return PowerResult(
         runs, sizes, prevalences, seeds, cfg, thresholds, styles, seconds, kinds, clean_audits
     )
