@@ -18,7 +18,6 @@ from torch import nn
 
 from leakaudit.auditing.audit_result import AuditResult
 from leakaudit.auditing.pipeline import AuditOptions, audit_one, compare_audits, gallery_indices
-from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.models.load import ModelSpec
@@ -206,7 +205,7 @@ def _result(title: str, ds: Dataset, audits: dict, opts: AuditOptions) -> AuditR
         gallery=gallery_indices(ds),
         seed=opts.seed,
         config=asdict(opts),
-        thresholds=Thresholds.from_dict(opts.thresholds),
+        thresholds=opts.threshold_lines,
         notes=[f"Audited {len(ds)} in-memory samples: {ds.counts()}."],
     )
 

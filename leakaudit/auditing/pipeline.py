@@ -7,6 +7,7 @@ subclass naming the file and the problem.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import types
@@ -155,15 +156,19 @@ class AuditOptions:
         parse_duration(self.budget)
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
-        try:
-            thresholds = Thresholds.from_dict(self.thresholds)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"bad thresholds: {e}") from e
-        for name, pair in thresholds.as_dict().items():
+        for name, pair in self.threshold_lines.as_dict().items():
             if len(pair) != 2 or pair[0] > pair[1]:
                 raise ConfigError(
                     f"threshold {name}: need [warn, fail] with warn ≤ fail, got {pair}"
                 )
+
+    @functools.cached_property
+    def threshold_lines(self) -> Thresholds:
+        """``thresholds`` parsed once: validation, the audit and its result all use this."""
+        try:
+            return Thresholds.from_dict(self.thresholds)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"bad thresholds: {e}") from e
 
     def normalisation(self, card: dict[str, Any]) -> tuple[Any, Any]:
         """(mean, std): --preprocess preset, else --mean/--std, else the model card's."""
@@ -324,7 +329,7 @@ def audit_one(
                     seed=opts.seed)  # fmt: skip
     audit = audit_model(
         model, name, eval_data, methods, accuracy=float("nan"),
-        thresholds=Thresholds.from_dict(opts.thresholds), gallery=gallery_indices(eval_data),
+        thresholds=opts.threshold_lines, gallery=gallery_indices(eval_data),
         progress=progress, checks=checks,
         cache=AttributionCache(opts.cache_dir or default_cache_dir(), enabled=opts.cache),
         device=resolve_device(opts.device), amp=opts.amp, budget_s=parse_duration(opts.budget),
@@ -423,7 +428,7 @@ def run_audit(opts: AuditOptions, progress: bool = True) -> AuditResult:
         gallery=gallery_indices(eval_data),
         seed=opts.seed,
         config=config,
-        thresholds=Thresholds.from_dict(opts.thresholds),
+        thresholds=opts.threshold_lines,
         notes=[*notes, f"Class counts audited: {eval_data.counts()}."],
     )
 
@@ -475,7 +480,7 @@ def run_compare(
         gallery=gallery_indices(eval_data),
         seed=opts.seed,
         config=config,
-        thresholds=Thresholds.from_dict(opts.thresholds),
+        thresholds=opts.threshold_lines,
         notes=[
             f"Both models audited on the same {len(eval_data)} samples of {opts.data}.",
             f"Paired differences are {names[0]} − {names[1]}.",
