@@ -18,7 +18,7 @@ from leakaudit.auditing.verdict import exit_code, verdict_line
 from leakaudit.cli_data import crops, inject, train_cmd
 from leakaudit.cli_experiments import bench, demo, power, report_cmd
 from leakaudit.cli_types import (
-    FORMATS,
+    FORMAT_OPTION,
     JUNIT_HELP,
     LIME_SAMPLES,
     MARGIN_HELP,
@@ -53,13 +53,7 @@ def main() -> None:
 
 _AUDIT_OPTIONS = [
     click.option("--data", help="Dataset path (folder, VOC root, COCO json, or CSV file)."),
-    click.option(
-        "--format",
-        "format_",
-        type=FORMATS,
-        default=None,
-        help="Dataset format [default: detected from --data].",
-    ),
+    FORMAT_OPTION,
     click.option(
         "--mode",
         type=MODES,

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from leakaudit.cli_types import (
-    FORMATS,
+    FORMAT_OPTION,
     FRACTION,
     MARGIN,
     MARGIN_HELP,
@@ -29,13 +29,7 @@ from leakaudit.paths import check_out_dir
 
 @click.command()
 @click.option("--data", required=True, help="Dataset to copy (folder, VOC root, COCO json, CSV).")
-@click.option(
-    "--format",
-    "format_",
-    type=FORMATS,
-    default=None,
-    help="Dataset format [default: detected from --data].",
-)
+@FORMAT_OPTION
 @click.option("--out", required=True, help="New (or empty) folder for the poisoned copy.")
 @click.option(
     "--mode",
@@ -207,13 +201,7 @@ def crops(data, format_, out, size, margin, window, classes, max_per_class, imag
 
 @click.command("train")
 @click.option("--data", required=True, help="Dataset path (folder, VOC root, COCO json, CSV).")
-@click.option(
-    "--format",
-    "format_",
-    type=FORMATS,
-    default=None,
-    help="Dataset format [default: detected from --data].",
-)
+@FORMAT_OPTION
 @click.option(
     "--mode",
     type=MODES,

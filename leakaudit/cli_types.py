@@ -15,6 +15,14 @@ MARGIN = click.FloatRange(min=0.0)
 WINDOW = click.FloatRange(min=1.0)
 FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
 MODES = click.Choice(["image", "crop"])
+# the dataset-format option every command that reads data shares
+FORMAT_OPTION = click.option(
+    "--format",
+    "format_",
+    type=FORMATS,
+    default=None,
+    help="Dataset format [default: detected from --data].",
+)
 
 JUNIT_HELP = "Also write JUnit XML here: one test case per condition per model (for CI)."
 

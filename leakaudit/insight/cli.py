@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from leakaudit.cli_types import FORMATS, MODES, POSITIVE, SEED
+from leakaudit.cli_types import FORMAT_OPTION, MODES, POSITIVE, SEED
 from leakaudit.errors import ConfigError, ModelLoadError
 
 
@@ -63,13 +63,7 @@ def _output_width(model, side: int, path: str) -> int:
 @click.option("--arch", default=None, help="module:Class, file.py:Class or a bundled name.")
 @click.option("--classes", default=None, help="Class names in the model's output order.")
 @click.option("--data", default=None, help="Images to show (viewer, feature maps, DeepDream).")
-@click.option(
-    "--format",
-    "format_",
-    type=FORMATS,
-    default=None,
-    help="Dataset format [default: detected from --data].",
-)
+@FORMAT_OPTION
 @click.option(
     "--mode", type=MODES, default="image", show_default=True, help="crop: VOC/COCO/CSV objects."
 )
