@@ -10,9 +10,9 @@ from leakaudit.report.render import (
     render_html,
     render_html_from,
     render_outputs,
-    to_summary,
     write_report,
 )
+from leakaudit.report.summary import to_summary
 
 __all__ = [
     "FORMATS",
