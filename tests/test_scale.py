@@ -241,7 +241,20 @@ def test_budget_samples_costly_methods_with_intervals(data) -> None:
     done = np.zeros(len(data), bool)
     done[covered] = True
     assert np.isfinite(lime_maps[done]).all() and np.isnan(lime_maps[~done]).all()
-    assert len(audit.plan) == 4  # header, one line per method, the sanity check
+    assert len(audit.plan) == 5  # header, one line per method, the other steps, the sanity check
+    assert "other steps" in audit.plan[3] and "sanity check" in audit.plan[3]
+
+
+def test_budget_reserves_the_other_steps_first(data) -> None:
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    methods = {"saliency": {}, "lime": {"n_samples": 64, "n_segments": 8}}
+    probe = data.images()[:4]
+    free = make_plan(model, probe, methods, len(data), budget_s=3600.0)
+    assert free.methods["lime"].n_planned == len(data)  # an hour covers everything
+    taken = make_plan(model, probe, methods, len(data), 3600.0, lambda p: (3600.0, "all of it"))
+    assert taken.reserved_s == 3600.0 and taken.methods["lime"].n_planned == 0
+    assert taken.methods["saliency"].n_planned == len(data)  # cheap methods always cover all
+    assert taken.lines()[-1].startswith("plan: other steps") and "all of it" in taken.lines()[-1]
 
 
 def test_amp_lime_is_recorded_and_close(data) -> None:

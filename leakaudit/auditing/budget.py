@@ -7,8 +7,10 @@ integrated gradients: ``steps`` forward+backward; Grad-CAM: one), so the estimat
 can stop a 6-hour run after 10 seconds — not a promise: SLIC, scoring and the Python around
 the passes come on top (measured at 224 px: a few per cent for LIME).
 
-With a budget, the *cheap* methods (one pass per image) cover every image; what is left of the
-budget is split evenly over the *costly* methods, each of which explains a stratified, seeded
+With a budget, the audit's other steps (tell removal and swap, suspect tests, region ablation,
+the sanity check: ``reserve``) are taken off first, so the budget bounds the whole audit and not
+only its attributions; the *cheap* methods (one pass per image) cover every image; what is left
+of the budget is split evenly over the *costly* methods, each of which explains a stratified, seeded
 sample of as many images as its share affords (at least ``MIN_PER_CLASS`` per class). Their
 means are then reported with bootstrap 95 % intervals and the sample size.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +112,8 @@ class Plan:
     budget_s: float | None
     shape: tuple[int, int] = (0, 0)  # image height, width
     methods: dict[str, MethodPlan] = field(default_factory=dict)
+    reserved_s: float = 0.0  # the audit's other steps (see ``make_plan``'s ``reserve``)
+    reserved_for: str = ""
 
     def lines(self) -> list[str]:
         head = (
@@ -116,7 +121,11 @@ class Plan:
             f"{1 / self.backward_s:.1f} img/s forward+backward (batch {self.batch}); "
             + (f"budget {fmt_seconds(self.budget_s)}" if self.budget_s else "no time budget")
         )
-        return [head, *(m.line() for m in self.methods.values())]
+        lines = [head, *(m.line() for m in self.methods.values())]
+        if self.reserved_for:
+            lines.append(f"plan: {'other steps':<22} {self.reserved_for} ≈ "
+                         f"{fmt_seconds(self.reserved_s)}")  # fmt: skip
+        return lines
 
 
 def fmt_seconds(s: float | None) -> str:
@@ -178,11 +187,17 @@ def make_plan(
     methods: dict[str, dict[str, Any]],
     n_images: int,
     budget_s: float | None,
+    reserve: Callable[[Plan], tuple[float, str]] | None = None,
 ) -> Plan:
-    """Measure on ``probe`` (one batch of real images) and split ``budget_s`` over methods."""
+    """Measure on ``probe`` (one batch of real images) and split ``budget_s`` over methods.
+
+    ``reserve(plan)`` → (seconds, what): the estimated time of the audit's steps that are not
+    attributions, measured with the plan's pass times and taken off the budget first."""
     fwd, bwd = measure_passes(model, probe)
     shape = (int(probe.shape[1]), int(probe.shape[2]))
     plan = Plan(fwd, bwd, len(probe), budget_s, shape)
+    if reserve is not None:
+        plan.reserved_s, plan.reserved_for = reserve(plan)
     per_image = {}
     for m, params in methods.items():
         f, b = passes_per_image(m, params, shape)
@@ -191,7 +206,7 @@ def make_plan(
     costly = [m for m in methods if m in COSTLY]
     left = None
     if budget_s is not None:
-        left = budget_s - sum(per_image[m][2] * n_images for m in cheap)
+        left = budget_s - plan.reserved_s - sum(per_image[m][2] * n_images for m in cheap)
     for m in methods:
         f, b, cost = per_image[m]
         n = n_images

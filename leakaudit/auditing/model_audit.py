@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from leakaudit.auditing.budget import make_plan, stratified_sample
+from leakaudit.auditing.budget import Plan, make_plan, stratified_sample
 from leakaudit.auditing.verdict import Condition, Thresholds, build_conditions, verdict
 from leakaudit.data.samples import Dataset
 from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
@@ -26,7 +26,7 @@ from leakaudit.evidence import metrics
 from leakaudit.evidence.ablation import region_ablation
 from leakaudit.evidence.behaviour import removal_test, swap_test, tell_colours
 from leakaudit.evidence.discovery_view import DISCOVERY_SIDE, area_resize, reduced_shape
-from leakaudit.evidence.sanity import SanityResult, sanity_checks, sanity_plan
+from leakaudit.evidence.sanity import SanityResult, sanity_checks, sanity_plan, sanity_seconds
 from leakaudit.evidence.stats import bootstrap_ci
 from leakaudit.evidence.suspects import Suspect, check_suspects
 from leakaudit.explain import make_explainer
@@ -292,7 +292,8 @@ def audit_model(
     if n:  # bounded memory at large image sizes; unchanged at ≤ 64 px
         batch_size = images_per_batch(batch_size, data[0].image.shape[:2])
     if n and (progress or budget_s is not None):
-        plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s)
+        reserve = _other_steps(model, data, methods, checks, budget_s is not None)
+        plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s, reserve)
         for m, mp in plan.methods.items():
             if mp.n_planned < n:
                 covered[m] = stratified_sample(labels, mp.n_planned, checks.seed)
@@ -405,6 +406,39 @@ def audit_model(
         plan=plan_lines,
         seed=checks.seed,
     )
+
+
+SUSPECT_PASSES = 3  # forwards per image for testing the top suspects (removal + swap), measured
+# at 2.2 on the 1 000-crop audit of docs/scale.md (3 classes, one strong suspect)
+
+
+def _other_steps(
+    model: nn.Module, data: Dataset, methods: dict[str, dict[str, Any]], checks: Checks,
+    budgeted: bool,
+) -> Callable[[Plan], tuple[float, str]]:  # fmt: skip
+    """The plan's reserve: forwards of the tell tests (removal + a paste per other class), the
+    suspect tests and region ablation, plus the sanity check, at the measured pass times."""
+    n, k = len(data), len(data.class_names)
+    passes, what = 0, []
+    if checks.behaviour and (n_tell := sum(s.tell is not None for s in data)):
+        passes += n_tell * k
+        what.append("tell tests")
+    if checks.discovery and checks.discovery_method in methods:
+        passes += SUSPECT_PASSES * n
+        what.append("suspect tests")
+    if checks.ablation and (n_region := sum(bool(s.region.any()) for s in data)):
+        passes += n_region
+        what.append("region ablation")
+
+    def reserve(plan: Plan) -> tuple[float, str]:
+        seconds = passes * plan.forward_s
+        desc = f"{', '.join(what)}: {passes} forward passes" if what else ""
+        if checks.sanity:
+            seconds += sanity_seconds(model, plan, methods, checks, budgeted, n)
+            desc = f"{desc} + the sanity check" if desc else "the sanity check"
+        return seconds, desc
+
+    return reserve
 
 
 def _device(device: torch.device | str | None) -> torch.device | None:
