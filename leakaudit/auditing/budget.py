@@ -32,6 +32,7 @@ from leakaudit.models.train import as_logits, to_tensor
 from leakaudit.runtime import model_device
 
 COSTLY = ("lime", "occlusion", "integrated_gradients", "smoothgrad")
+TIMED_PASSES = 3  # per kind of pass, after a warm-up; the plan uses their median
 MIN_PER_CLASS = 2  # a per-class mean needs more than one image to have any spread
 
 
@@ -140,8 +141,10 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def measure_passes(model: nn.Module, images: np.ndarray) -> tuple[float, float]:
-    """Seconds per image for a forward pass and for forward+backward on one batch (after one
-    warm-up pass each: first calls pay for allocation and TorchScript profiling)."""
+    """Seconds per image for a forward pass and for forward+backward on one batch: the median of
+    ``TIMED_PASSES`` after one warm-up pass each (first calls pay for allocation and TorchScript
+    profiling; a single timed pass varied 2× between identical runs on a shared machine, and
+    with it the number of images the budget gave LIME)."""
     device = model_device(model)
     x = to_tensor(images, device)
 
@@ -149,21 +152,22 @@ def measure_passes(model: nn.Module, images: np.ndarray) -> tuple[float, float]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
+    fwd = []
     with torch.inference_mode():
-        as_logits(model(x))
-        sync()
-        t0 = time.perf_counter()
-        as_logits(model(x))
-        sync()
-        fwd = (time.perf_counter() - t0) / len(x)
-    times = []
-    for _ in range(2):
+        for _ in range(1 + TIMED_PASSES):
+            t0 = time.perf_counter()
+            as_logits(model(x))
+            sync()
+            fwd.append(time.perf_counter() - t0)
+    bwd = []
+    for _ in range(1 + TIMED_PASSES):
         xg = x.detach().clone().requires_grad_(True)
         t0 = time.perf_counter()
         torch.autograd.grad(as_logits(model(xg))[:, 0].sum(), xg)  # no parameter .grad left
         sync()
-        times.append(time.perf_counter() - t0)
-    return max(fwd, 1e-9), max(times[-1] / len(x), 1e-9)
+        bwd.append(time.perf_counter() - t0)
+    per_image = [float(np.median(t[1:])) / len(x) for t in (fwd, bwd)]
+    return max(per_image[0], 1e-9), max(per_image[1], 1e-9)
 
 
 def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
