@@ -157,6 +157,10 @@ def test_suspect_coverage_counts_tells_covered_by_the_box_in_their_own_image():
     fixed = SuspectedTell(own[0], (1.0, 0.0, 0.0), [0], 1.0, 1.0, [])  # one box everywhere
     assert suspect_coverage(fixed, ds) == pytest.approx(np.mean([own[i] == own[0] for i in own]))
     assert suspect_coverage(None, ds) == 0.0
+    first = SuspectedTell(own[0], (1.0, 0.0, 0.0), [0], 1.0, 1.0, [], boxes={0: own[0], 1: own[1]})
+    rest = SuspectedTell(own[0], (0.0, 1.0, 0.0), [1], 1.0, 1.0, [], boxes={2: own[2]})
+    assert suspect_coverage([first, rest], ds) == pytest.approx(3 / 8)  # either box counts
+    assert suspect_coverage([], ds) == 0.0
 
 
 @pytest.fixture(scope="module")

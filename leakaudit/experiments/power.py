@@ -164,21 +164,30 @@ def _discovery(audit: ModelAudit, data: Dataset, method: str, true_box, seed: in
     }
 
 
-def suspect_coverage(suspect: SuspectedTell | None, data: Dataset) -> float:
+def suspect_coverage(
+    suspect: SuspectedTell | Sequence[SuspectedTell] | None, data: Dataset
+) -> float:
     """Share of ``data``'s tell-bearing images whose tell the suspect's box *in that image*
-    covers by ≥ ``COVER_SHARE`` of its pixels (no IoU: a box around a logo or text is fine)."""
+    covers by ≥ ``COVER_SHARE`` of its pixels (no IoU: a box around a logo or text is fine).
+    Several suspects: an image counts when any of their boxes covers its tell."""
     tells = [(i, s.tell) for i, s in enumerate(data) if s.tell is not None and s.tell.any()]
     if not tells:
         return float("nan")
-    if suspect is None:
-        return 0.0
-    boxes = suspect_boxes(suspect, len(data))
+    suspects = (
+        []
+        if suspect is None
+        else [suspect]
+        if isinstance(suspect, SuspectedTell)
+        else list(suspect)
+    )
+    per_suspect = [suspect_boxes(s, len(data)) for s in suspects]
     hits = []
     for i, t in tells:
-        b = boxes[i]
-        hits.append(
-            b is not None and t[suspected_tell_mask(b, t.shape)].sum() >= COVER_SHARE * t.sum()
-        )
+        hits.append(any(
+            boxes[i] is not None
+            and t[suspected_tell_mask(boxes[i], t.shape)].sum() >= COVER_SHARE * t.sum()
+            for boxes in per_suspect
+        ))  # fmt: skip
     return float(np.mean(hits))
 
 
@@ -190,6 +199,11 @@ def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
     return {
         "leak": any(c.status == "FAIL" for c in conds),
         "coverage": suspect_coverage(top, data),
+        # every strong suspect together (each is tested by behaviour): a tell whose classes
+        # discovery split over two suspects is still found
+        "coverage_strong": suspect_coverage(
+            [x.found for x in audit.suspects if x.found.strong], data
+        ),
         "top_source": top.source if top is not None else None,
         "top_strong": bool(top.strong) if top is not None else False,
     }

@@ -104,6 +104,7 @@ class PowerResult:
                 "discovery_iou": r.discovery.get("poisoned_saliency", {}).get("iou"),
                 "blind_detected": r.blind_detected,
                 "coverage": r.blind.get("poisoned", {}).get("coverage"),
+                "coverage_strong": r.blind.get("poisoned", {}).get("coverage_strong"),
                 "clean_blind_leak": r.blind.get("clean", {}).get("leak"),
                 "seconds": r.seconds,
             }
@@ -126,6 +127,8 @@ class PowerResult:
                 continue
             cover = [r.blind.get("poisoned", {}).get("coverage") for r in cell]
             cover = [v for v in cover if v is not None and np.isfinite(v)]
+            strong = [r.blind.get("poisoned", {}).get("coverage_strong") for r in cell]
+            strong = [v for v in strong if v is not None and np.isfinite(v)]
             rows.append({
                 "kind": kind,
                 "size": size,
@@ -151,6 +154,7 @@ class PowerResult:
                 "blind_detection_rate": _rate([r.blind_detected for r in cell]),
                 "covered_rate": _rate([v >= 0.8 for v in cover]) if cover else float("nan"),
                 "mean_coverage": float(np.mean(cover)) if cover else float("nan"),
+                "covered_rate_strong": _rate([v >= 0.8 for v in strong]) if strong else np.nan,
                 "clean_blind_flagged": _rate(
                     [r.blind.get("clean", {}).get("leak") for r in cell]
                 ),
@@ -315,6 +319,7 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
         "blind_detection_rate": "detected w/o annotations",
         "covered_rate": "suspect covers ≥ 80 % of tells",
         "mean_coverage": "mean coverage",
+        "covered_rate_strong": "strong suspects together cover ≥ 80 %",
         "clean_blind_flagged": "clean flagged w/o annotations",
         "clean_accuracy": "clean acc",
         "poisoned_accuracy": "poisoned acc",
