@@ -36,7 +36,11 @@ NODE = {"num_cpus": 1, "object_store_memory": 100 * 2**20}  # a simulated node o
 
 
 class CornerReader(nn.Module):
-    """Predicts the class whose tell colour is in the top-left corner: a leak by design."""
+    """Predicts the class whose tell colour is in the top-left corner: a leak by design.
+
+    The same model as ``model_fixtures.CornerReader``, defined here on purpose: Ray's workers
+    unpickle the model, and they can import this test module's classes but not
+    ``model_fixtures`` (imported from there, two tests failed with ModuleNotFoundError)."""
 
     def __init__(self) -> None:
         super().__init__()

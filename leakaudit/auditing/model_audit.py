@@ -26,7 +26,7 @@ from leakaudit.evidence import metrics
 from leakaudit.evidence.ablation import region_ablation
 from leakaudit.evidence.behaviour import removal_test, swap_test, tell_colours
 from leakaudit.evidence.discovery_view import DISCOVERY_SIDE, area_resize, reduced_shape
-from leakaudit.evidence.sanity import SanityResult, sanity_checks, sanity_plan, sanity_seconds
+from leakaudit.evidence.sanity import SanityResult, sanity_checks, sanity_estimate
 from leakaudit.evidence.stats import bootstrap_ci
 from leakaudit.evidence.suspects import Suspect, check_suspects
 from leakaudit.explain import make_explainer
@@ -99,7 +99,7 @@ class ModelAudit:
         return out
 
 
-COMPACT_SIDE = 64
+COMPACT_SIDE = DISCOVERY_SIDE  # one grid: discovery above 64 px works on the compact maps
 
 
 def compact(maps: np.ndarray, side: int = COMPACT_SIDE) -> np.ndarray:
@@ -300,7 +300,9 @@ def audit_model(
                 mp.n_planned = len(covered[m])  # the per-class minimum may add a few
         plan_lines = plan.lines()
         if checks.sanity:
-            plan_lines.append(sanity_plan(model, plan, methods, checks, budget_s is not None, n))
+            plan_lines.append(
+                sanity_estimate(model, plan, methods, checks, budget_s is not None, n)[1]
+            )
         if progress:
             for line in plan_lines:
                 print(f"{name}: {line}", file=sys.stderr)
@@ -434,7 +436,7 @@ def _other_steps(
         seconds = passes * plan.forward_s
         desc = f"{', '.join(what)}: {passes} forward passes" if what else ""
         if checks.sanity:
-            seconds += sanity_seconds(model, plan, methods, checks, budgeted, n)
+            seconds += sanity_estimate(model, plan, methods, checks, budgeted, n)[0]
             desc = f"{desc} + the sanity check" if desc else "the sanity check"
         return seconds, desc
 
@@ -460,8 +462,7 @@ AMP_METHODS = ("lime", "occlusion")
 
 
 def _compact_shape(data: Dataset) -> tuple[int, int]:
-    h, w = data[0].image.shape[:2]
-    return tuple(compact(np.zeros((1, h, w), np.float32)).shape[1:])  # type: ignore[return-value]
+    return reduced_shape(data[0].image.shape[:2], COMPACT_SIDE)
 
 
 def _gallery_stack(kept: dict[int, np.ndarray], gallery: list[int], data: Dataset) -> np.ndarray:

@@ -26,7 +26,7 @@ from leakaudit.auditing.budget import stratified_sample
 from leakaudit.data.samples import Dataset
 from leakaudit.evidence.discovery import Box, SuspectedTell
 
-DISCOVERY_SIDE = 64  # = the compact maps' side (model_audit.COMPACT_SIDE)
+DISCOVERY_SIDE = 64  # model_audit.COMPACT_SIDE is this: the compact maps are discovery's view
 MAX_IMAGES = 2000  # 2 000 × 64² px: ~0.6 GB of discovery's float64 working arrays
 
 

@@ -286,33 +286,20 @@ def sanity_checks(
     return out
 
 
-def sanity_plan(
+def sanity_estimate(
     model: nn.Module,
     plan: Plan,
     methods: dict[str, dict[str, Any]],
     checks: Checks,
     budgeted: bool,
     n: int,
-) -> str:
-    """The plan line for the randomisation check: (steps + 1) explanations of its images."""
-    steps = len(cascade_steps(len(parameterised_modules(model))))
-    total = sanity_seconds(model, plan, methods, checks, budgeted, n)
-    what = f"{steps} randomisation steps × {len(methods)} method(s)"
-    return f"plan: {'sanity check':<22} {what} ≈ {fmt_seconds(total)}"
-
-
-def sanity_seconds(
-    model: nn.Module,
-    plan: Plan,
-    methods: dict[str, dict[str, Any]],
-    checks: Checks,
-    budgeted: bool,
-    n: int,
-) -> float:
-    """Estimated seconds of the randomisation check with the plan's measured pass times."""
+) -> tuple[float, str]:
+    """The randomisation check's estimated seconds at the plan's measured pass times, (steps + 1)
+    explanations of its images per method, and its plan line."""
     steps = len(cascade_steps(len(parameterised_modules(model))))
     total = 0.0
     for method, params, k in sanity_runs(methods, checks, budgeted, n):
         f, b = passes_per_image(method, params, plan.shape)
         total += (steps + 1) * k * (f * plan.forward_s + b * plan.backward_s)
-    return total
+    what = f"{steps} randomisation steps × {len(methods)} method(s)"
+    return total, f"plan: {'sanity check':<22} {what} ≈ {fmt_seconds(total)}"
