@@ -28,6 +28,7 @@ from leakaudit.data.geometry import (
 from leakaudit.data.images import pixel_cap, read_image, resize_image, resize_mask
 from leakaudit.data.records import ImageRecord, ObjectAnn
 from leakaudit.data.samples import DataProblem, Dataset, Sample
+from leakaudit.data.spill import SpillStore, spill_limit_bytes
 from leakaudit.errors import ConfigError, DatasetError
 
 DEFAULT_CROP_SIZE = 64
@@ -308,6 +309,7 @@ def build_dataset(
         by_record[id(u.record)].append(u)
 
     samples: list[Sample] = []
+    store: SpillStore | None = None  # decoded arrays on disk when they would not fit (spill.py)
     target: tuple[int, int] | None = (size, size) if size is not None else None
     for r in order:
         try:
@@ -377,7 +379,10 @@ def build_dataset(
                 sid = f"{r.key}#{obj_i}"
             if tell is not None:
                 region = region & ~tell
-            samples.append(Sample(img, index[u.label], region, sid, tell, tell_box))
+            sample = Sample(img, index[u.label], region, sid, tell, tell_box)
+            if store is None and len(units) * img.nbytes > spill_limit_bytes():
+                store = SpillStore()  # decided once, at the first sample: the set is too big
+            samples.append(sample.spill(store) if store is not None else sample)
 
     if not samples:
         summary = Counter(p.problem.split(" ")[0] + " … " + p.action for p in problems)

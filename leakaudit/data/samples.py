@@ -7,27 +7,82 @@ without a known region has an all-False ``region`` (metrics then give NaN, never
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from leakaudit.data.spill import Spilled, SpillStore, materialize
 
-@dataclass(frozen=True)
+
 class Sample:
-    """One image. ``tell`` is the boolean mask of a planted or known tell, or None."""
+    """One image. ``tell`` is the boolean mask of a planted or known tell, or None.
 
-    image: np.ndarray
-    label: int
-    region: np.ndarray
-    id: str
-    tell: np.ndarray | None = None
-    tell_box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1), exclusive end
+    Immutable (``with_`` makes a changed copy). The arrays may live in a spill file
+    (``data/spill.py``): ``image``, ``region`` and ``tell`` then read them back on every access,
+    so a list of samples costs no memory for pixels, and a stage holds only what it uses."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "id", printable_id(self.id))
+    __slots__ = ("_image", "_region", "_tell", "id", "label", "tell_box")
+
+    def __init__(
+        self,
+        image: np.ndarray | Spilled,
+        label: int,
+        region: np.ndarray | Spilled,
+        id: str,
+        tell: np.ndarray | Spilled | None = None,
+        tell_box: tuple[int, int, int, int] | None = None,  # (x0, y0, x1, y1), exclusive end
+    ) -> None:
+        init = object.__setattr__
+        init(self, "_image", image)
+        init(self, "label", label)
+        init(self, "_region", region)
+        init(self, "id", printable_id(id))
+        init(self, "_tell", tell)
+        init(self, "tell_box", tell_box)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Sample is immutable (set {name!r} with .with_())")
+
+    @property
+    def image(self) -> np.ndarray:
+        return materialize(self._image)
+
+    @property
+    def region(self) -> np.ndarray:
+        return materialize(self._region)
+
+    @property
+    def tell(self) -> np.ndarray | None:
+        return materialize(self._tell)
+
+    @property
+    def spilled(self) -> bool:
+        return isinstance(self._image, Spilled)
+
+    def _fields(self) -> dict:
+        return {"image": self._image, "label": self.label, "region": self._region,
+                "id": self.id, "tell": self._tell, "tell_box": self.tell_box}  # fmt: skip
 
     def with_(self, **changes) -> Sample:
-        return replace(self, **changes)
+        """A copy with ``changes``; arrays not changed stay where they are (memory or disk)."""
+        return Sample(**{**self._fields(), **changes})
+
+    def spill(self, store: SpillStore) -> Sample:
+        """The same sample with its arrays moved into ``store``."""
+        moved = {k: store.put(v) for k in ("image", "region", "tell")
+                 if isinstance(v := getattr(self, "_" + k), np.ndarray)}  # fmt: skip
+        return self.with_(**moved)
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. for a Ray worker) with the arrays themselves: a spill file is local."""
+        return {**self._fields(), "image": self.image, "region": self.region, "tell": self.tell}
+
+    def __setstate__(self, state: dict) -> None:
+        Sample.__init__(self, **state)
+
+    def __repr__(self) -> str:
+        where = "spilled" if self.spilled else "in memory"
+        return f"Sample(id={self.id!r}, label={self.label}, {where})"
 
 
 def printable_id(name: str) -> str:
@@ -70,6 +125,12 @@ class Dataset:
 
     def subset(self, indices: Sequence[int]) -> Dataset:
         return Dataset([self.samples[i] for i in indices], list(self.class_names), self.problems)
+
+    def spill(self, store: SpillStore | None = None) -> Dataset:
+        """The same dataset with every sample's arrays in a spill file (``data/spill.py``)."""
+        store = store or SpillStore()
+        return Dataset([s.spill(store) for s in self.samples], list(self.class_names),
+                       self.problems)  # fmt: skip
 
     def images(self) -> np.ndarray:
         """All images stacked as float32 NHWC (only for small sets: training, tests)."""
