@@ -23,8 +23,8 @@ from leakaudit.experiments.bench import (
     N_SEGMENTS,
     lime_package_weights,
     spearman_mean,
-    train_scale_model,
 )
+from leakaudit.experiments.bench_scale import train_scale_model
 from leakaudit.explain.lime import Lime, sample_masks, segment, weighted_ridge
 from leakaudit.models.train import predict_proba
 from leakaudit.runtime import configure
