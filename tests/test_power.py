@@ -4,6 +4,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from leakaudit.data.tells import CORNERS
@@ -140,7 +141,6 @@ def test_wilson_interval_brackets_the_rate():
 
 
 def test_suspect_coverage_counts_tells_covered_by_the_box_in_their_own_image():
-    import numpy as np
 
     from leakaudit.data.synthetic import make_shapes
     from leakaudit.data.tells import TellSpec, poison
@@ -161,6 +161,25 @@ def test_suspect_coverage_counts_tells_covered_by_the_box_in_their_own_image():
     rest = SuspectedTell(own[0], (0.0, 1.0, 0.0), [1], 1.0, 1.0, [], boxes={2: own[2]})
     assert suspect_coverage([first, rest], ds) == pytest.approx(3 / 8)  # either box counts
     assert suspect_coverage([], ds) == 0.0
+    labels = np.array([s.label for s in ds])
+    in_0 = labels == labels[0]  # only class labels[0]'s tells count; image 0 is one of them
+    assert suspect_coverage(first, ds, [int(labels[0])]) == pytest.approx(
+        np.mean([i in (0, 1) for i in np.flatnonzero(in_0)])
+    )
+    absent = int(labels.max()) + 1
+    assert np.isnan(suspect_coverage(first, ds, [absent]))  # no tells of that class: NaN
+
+
+def test_relied_classes_are_those_whose_tell_removal_breaks_the_class():
+    from types import SimpleNamespace
+
+    from leakaudit.experiments.power import relied_classes
+
+    per = {0: {"drop_lower": 0.45}, 1: {"drop_lower": 0.10}, 2: {"drop_lower": 0.04},
+           3: {"drop_lower": 0.0}}  # fmt: skip
+    audit = SimpleNamespace(behaviour={"removal": {"per_class": per}})
+    assert relied_classes(audit) == [0, 1]  # at or above the warn line of removal_class_drop
+    assert relied_classes(SimpleNamespace(behaviour={})) == []
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +196,8 @@ def test_kinds_axis_random_place_and_annotation_free_results(moving):
     assert set(run.blind) == {"clean", "poisoned"}
     for b in run.blind.values():
         assert 0.0 <= b["coverage"] <= 1.0 and b["leak"] in (True, False)
+        assert set(b["relied_classes"]) <= set(range(TINY.n_classes))
+        assert b["relied_classes"] or np.isnan(b["coverage_relied"])
     row = moving.table().iloc[0]
     assert row["kind"] == "border" and 0.0 <= row["mean_coverage"] <= 1.0
     assert moving.clean_audits[0]["verdict"] in ("clean", "leak", "inconclusive")

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from leakaudit.auditing.conditions import CONDITIONS
 from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model
 from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, split_indices
@@ -165,12 +166,16 @@ def _discovery(audit: ModelAudit, data: Dataset, method: str, true_box, seed: in
 
 
 def suspect_coverage(
-    suspect: SuspectedTell | Sequence[SuspectedTell] | None, data: Dataset
+    suspect: SuspectedTell | Sequence[SuspectedTell] | None,
+    data: Dataset,
+    classes: Sequence[int] | None = None,
 ) -> float:
     """Share of ``data``'s tell-bearing images whose tell the suspect's box *in that image*
     covers by ≥ ``COVER_SHARE`` of its pixels (no IoU: a box around a logo or text is fine).
-    Several suspects: an image counts when any of their boxes covers its tell."""
-    tells = [(i, s.tell) for i, s in enumerate(data) if s.tell is not None and s.tell.any()]
+    Several suspects: an image counts when any of their boxes covers its tell. ``classes``:
+    count only the tell-bearing images of these classes (NaN when there are none)."""
+    tells = [(i, s.tell) for i, s in enumerate(data) if s.tell is not None and s.tell.any()
+             and (classes is None or s.label in classes)]  # fmt: skip
     if not tells:
         return float("nan")
     suspects = (
@@ -191,19 +196,34 @@ def suspect_coverage(
     return float(np.mean(hits))
 
 
+def relied_classes(audit: ModelAudit) -> list[int]:
+    """Classes whose own tell the model relies on, by the annotated removal test: covering the
+    tell breaks at least ``removal_class_drop``'s warn line (10 points) of the class's
+    tell-bearing images, at the 95 % lower bound. A tell the model ignores leaves no trace in
+    its attributions, so no attribution-based discovery can find it, nor should it."""
+    per = (audit.behaviour.get("removal") or {}).get("per_class") or {}
+    line = CONDITIONS["removal_class_drop"].warn
+    return sorted(int(k) for k, v in per.items() if v.get("drop_lower", 0.0) >= line)
+
+
 def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
     """What the audit says from discovery alone: the suspected-tell conditions (which never see
     the annotations) and how well its top suspect covers the real tells."""
     conds = [c for c in audit.conditions if c.name.startswith("suspected")]
     top = audit.suspects[0].found if audit.suspects else None
+    strong = [x.found for x in audit.suspects if x.found.strong]
+    relied = relied_classes(audit)
     return {
         "leak": any(c.status == "FAIL" for c in conds),
         "coverage": suspect_coverage(top, data),
         # every strong suspect together (each is tested by behaviour): a tell whose classes
         # discovery split over two suspects is still found
-        "coverage_strong": suspect_coverage(
-            [x.found for x in audit.suspects if x.found.strong], data
-        ),
+        "coverage_strong": suspect_coverage(strong, data),
+        # the same counted over the tells of the classes that rely on them (set 2026-11-26,
+        # before the runs it was first reported on; docs/validity.md, fourth round)
+        "relied_classes": relied,
+        "coverage_relied": suspect_coverage(top, data, relied),
+        "coverage_relied_strong": suspect_coverage(strong, data, relied),
         "top_source": top.source if top is not None else None,
         "top_strong": bool(top.strong) if top is not None else False,
     }

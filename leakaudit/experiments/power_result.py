@@ -105,6 +105,8 @@ class PowerResult:
                 "blind_detected": r.blind_detected,
                 "coverage": r.blind.get("poisoned", {}).get("coverage"),
                 "coverage_strong": r.blind.get("poisoned", {}).get("coverage_strong"),
+                "relied_classes": r.blind.get("poisoned", {}).get("relied_classes"),
+                "coverage_relied": r.blind.get("poisoned", {}).get("coverage_relied"),
                 "clean_blind_leak": r.blind.get("clean", {}).get("leak"),
                 "seconds": r.seconds,
             }
@@ -129,6 +131,8 @@ class PowerResult:
             cover = [v for v in cover if v is not None and np.isfinite(v)]
             strong = [r.blind.get("poisoned", {}).get("coverage_strong") for r in cell]
             strong = [v for v in strong if v is not None and np.isfinite(v)]
+            relied = [r.blind.get("poisoned", {}).get("coverage_relied") for r in cell]
+            relied = [v for v in relied if v is not None and np.isfinite(v)]
             rows.append({
                 "kind": kind,
                 "size": size,
@@ -155,6 +159,9 @@ class PowerResult:
                 "covered_rate": _rate([v >= 0.8 for v in cover]) if cover else float("nan"),
                 "mean_coverage": float(np.mean(cover)) if cover else float("nan"),
                 "covered_rate_strong": _rate([v >= 0.8 for v in strong]) if strong else np.nan,
+                # runs where some class relies on its tell; the rate is over those runs
+                "covered_rate_relied": _rate([v >= 0.8 for v in relied]) if relied else np.nan,
+                "runs_relied": len(relied),
                 "clean_blind_flagged": _rate(
                     [r.blind.get("clean", {}).get("leak") for r in cell]
                 ),
@@ -320,6 +327,8 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
         "covered_rate": "suspect covers ≥ 80 % of tells",
         "mean_coverage": "mean coverage",
         "covered_rate_strong": "strong suspects together cover ≥ 80 %",
+        "covered_rate_relied": "suspect covers ≥ 80 % of relied-on tells",
+        "runs_relied": "runs with a relied-on tell",
         "clean_blind_flagged": "clean flagged w/o annotations",
         "clean_accuracy": "clean acc",
         "poisoned_accuracy": "poisoned acc",
