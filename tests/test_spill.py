@@ -119,3 +119,17 @@ def test_audit_is_the_same_spilled_or_held():
     pa, pb = a.models["model"].per_sample, b.models["model"].per_sample
     assert len(pa) == 2 * len(ds) and pa.equals(pb)
     assert text_a == text_b
+
+
+def test_training_reads_batches_and_gives_the_same_weights_spilled_or_held():
+    """``fit`` stacks one batch at a time (never the whole set), so a spilled set trains too."""
+    import torch
+
+    from leakaudit.models.fit import fit
+
+    ds = make_shapes(120, seed=4, size=32, n_classes=3)
+    a, rep_a = fit(ds, "small_cnn", seed=1, epochs=2, progress=False)
+    b, rep_b = fit(ds.spill(), "small_cnn", seed=1, epochs=2, progress=False)
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(va, vb), k
+    assert rep_a["history"] == rep_b["history"]

@@ -37,8 +37,24 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
 
 
+class BatchSource:
+    """``dataset``'s images at ``index`` as NCHW tensors, read one batch at a time: a training
+    set is never stacked whole (10 000 crops at 224 px are 6 GB as float32), and a spilled
+    dataset (``data/spill.py``) stays on disk. ``x[i]`` takes an int slice or index tensor."""
+
+    def __init__(self, dataset: Dataset, index: np.ndarray, device: torch.device) -> None:
+        self.dataset, self.index, self.device = dataset, np.asarray(index), device
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, which: slice | torch.Tensor) -> torch.Tensor:
+        rows = self.index[which] if isinstance(which, slice) else self.index[which.cpu().numpy()]
+        return to_tensor(np.stack([self.dataset[int(i)].image for i in rows]), self.device)
+
+
 @torch.no_grad()
-def _recalibrate_bn(model: nn.Module, x: torch.Tensor, bs: int) -> None:
+def _recalibrate_bn(model: nn.Module, x: BatchSource, bs: int) -> None:
     """Re-estimate BatchNorm statistics on the training images with the current weights.
 
     With few batches per epoch and a high learning rate the running averages lag the weights so
@@ -54,7 +70,7 @@ def _recalibrate_bn(model: nn.Module, x: torch.Tensor, bs: int) -> None:
         m.momentum = None  # cumulative average
     model.train()
     for s in range(0, len(x), bs):
-        if len(x[s : s + bs]) >= 2:
+        if min(bs, len(x) - s) >= 2:
             model(x[s : s + bs])
     for m, mom in zip(bns, saved, strict=True):
         m.momentum = mom
@@ -62,7 +78,7 @@ def _recalibrate_bn(model: nn.Module, x: torch.Tensor, bs: int) -> None:
 
 
 @torch.inference_mode()
-def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bs: int) -> tuple[float, float]:
+def _evaluate(model: nn.Module, x: BatchSource, y: torch.Tensor, bs: int) -> tuple[float, float]:
     model.eval()
     loss, correct = 0.0, 0
     for s in range(0, len(y), bs):
@@ -103,10 +119,9 @@ def fit(
     rng = np.random.default_rng(seed)
     labels = dataset.labels()
     tr, va = stratified_split(labels, val_fraction, seed)
-    images = dataset.images()
     dev = torch.device(device or "cpu")
-    x_tr, y_tr = to_tensor(images[tr], dev), torch.from_numpy(labels[tr]).to(dev)
-    x_va, y_va = to_tensor(images[va], dev), torch.from_numpy(labels[va]).to(dev)
+    x_tr, y_tr = BatchSource(dataset, tr, dev), torch.from_numpy(labels[tr]).to(dev)
+    x_va, y_va = BatchSource(dataset, va, dev), torch.from_numpy(labels[va]).to(dev)
     kwargs = dict(arch_kwargs or {})
     try:
         model = build(arch, len(dataset.class_names), **kwargs)
