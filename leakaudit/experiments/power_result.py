@@ -162,6 +162,10 @@ class PowerResult:
                 # runs where some class relies on its tell; the rate is over those runs
                 "covered_rate_relied": _rate([v >= 0.8 for v in relied]) if relied else np.nan,
                 "runs_relied": len(relied),
+                "blind_detection_rate_relied": _rate([
+                    r.blind_detected for r in cell
+                    if r.blind.get("poisoned", {}).get("relied_classes")
+                ]),
                 "clean_blind_flagged": _rate(
                     [r.blind.get("clean", {}).get("leak") for r in cell]
                 ),
@@ -329,6 +333,7 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
         "covered_rate_strong": "strong suspects together cover ≥ 80 %",
         "covered_rate_relied": "suspect covers ≥ 80 % of relied-on tells",
         "runs_relied": "runs with a relied-on tell",
+        "blind_detection_rate_relied": "detected w/o annotations, runs with a relied-on tell",
         "clean_blind_flagged": "clean flagged w/o annotations",
         "clean_accuracy": "clean acc",
         "poisoned_accuracy": "poisoned acc",
