@@ -95,3 +95,21 @@ def test_nan_scores_render_as_dash(result):
     assert cells[:3] == ["–", "–", "–"]  # clean: outside, on tell, top on tell
     assert all(c != "–" for c in cells[3:]) and len(cells) == 6  # poisoned: numbers
     assert ">nan" not in html.lower()  # never a raw NaN in a cell
+
+
+def test_class_mean_maps_known_answer_and_chunking(monkeypatch):
+    """The report's class hotspots: per image clipped at 0 and divided by its peak, then
+    averaged per class; a skipped (NaN) image does not count; chunks change nothing."""
+    from leakaudit.report import render
+
+    maps = np.zeros((5, 2, 2), np.float16)
+    maps[0, 0, 0], maps[0, 1, 1] = 2.0, -3.0  # class 0: peak 2 → [[1, 0], [0, 0]]
+    maps[1, 0, 1] = 4.0  # class 0: → [[0, 1], [0, 0]]
+    maps[2] = np.nan  # class 0, not explained
+    maps[3, 1, 0] = 0.5  # class 1: → [[0, 0], [1, 0]]
+    labels = np.array([0, 0, 0, 1, 1])  # image 4 (class 1) is all zeros: counts, adds 0
+    want0, want1 = np.array([[0.5, 0.5], [0, 0]]), np.array([[0, 0], [0.5, 0]])
+    for chunk in (1024, 2):
+        monkeypatch.setattr(render, "HOTSPOT_CHUNK", chunk)
+        m0, m1, m2 = render.class_mean_maps(maps, labels, 3)
+        assert np.allclose(m0, want0) and np.allclose(m1, want1) and m2 is None
