@@ -19,6 +19,7 @@ from leakaudit.jsonable import jsonable
 MIN_DETECTION = 0.9  # "detected" in the summary: caught in at least 90 % of the runs of a cell
 DISCOVERY_IOU = 0.3  # a discovered box "finds" the tell when it overlaps it at least this much
 COVER_SHARE = 0.5  # a suspect's box "covers" a tell when it holds at least half its pixels
+COVERED_RUN = 0.8  # a run's tells count as found when the suspect covers this share (issue 13)
 
 
 @dataclass
@@ -127,12 +128,9 @@ class PowerResult:
             ]
             if not cell:
                 continue
-            cover = [r.blind.get("poisoned", {}).get("coverage") for r in cell]
-            cover = [v for v in cover if v is not None and np.isfinite(v)]
-            strong = [r.blind.get("poisoned", {}).get("coverage_strong") for r in cell]
-            strong = [v for v in strong if v is not None and np.isfinite(v)]
-            relied = [r.blind.get("poisoned", {}).get("coverage_relied") for r in cell]
-            relied = [v for v in relied if v is not None and np.isfinite(v)]
+            cover = _poisoned_values(cell, "coverage")
+            strong = _poisoned_values(cell, "coverage_strong")
+            relied = _poisoned_values(cell, "coverage_relied")
             rows.append({
                 "kind": kind,
                 "size": size,
@@ -156,11 +154,11 @@ class PowerResult:
                     [r.discovery.get("clean_saliency", {}).get("top_strong") for r in cell]
                 ),
                 "blind_detection_rate": _rate([r.blind_detected for r in cell]),
-                "covered_rate": _rate([v >= 0.8 for v in cover]) if cover else float("nan"),
+                "covered_rate": _rate([v >= COVERED_RUN for v in cover]),
                 "mean_coverage": float(np.mean(cover)) if cover else float("nan"),
-                "covered_rate_strong": _rate([v >= 0.8 for v in strong]) if strong else np.nan,
+                "covered_rate_strong": _rate([v >= COVERED_RUN for v in strong]),
                 # runs where some class relies on its tell; the rate is over those runs
-                "covered_rate_relied": _rate([v >= 0.8 for v in relied]) if relied else np.nan,
+                "covered_rate_relied": _rate([v >= COVERED_RUN for v in relied]),
                 "runs_relied": len(relied),
                 "blind_detection_rate_relied": _rate([
                     r.blind_detected for r in cell
@@ -222,6 +220,12 @@ class PowerResult:
             "runs": [r.to_json() for r in self.runs],
             "seconds": self.seconds,
         })  # fmt: skip
+
+
+def _poisoned_values(cell: Sequence[PowerRun], key: str) -> list[float]:
+    """The poisoned model's annotation-free ``key`` per run, where it is defined (not NaN)."""
+    values = [r.blind.get("poisoned", {}).get(key) for r in cell]
+    return [v for v in values if v is not None and np.isfinite(v)]
 
 
 def _rate(flags: Sequence[bool | None]) -> float:
