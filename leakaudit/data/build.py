@@ -310,6 +310,7 @@ def build_dataset(
 
     samples: list[Sample] = []
     store: SpillStore | None = None  # decoded arrays on disk when they would not fit (spill.py)
+    spill_above = spill_limit_bytes()  # read (and checked) once, before any image is decoded
     target: tuple[int, int] | None = (size, size) if size is not None else None
     for r in order:
         try:
@@ -380,7 +381,7 @@ def build_dataset(
             if tell is not None:
                 region = region & ~tell
             sample = Sample(img, index[u.label], region, sid, tell, tell_box)
-            if store is None and len(units) * img.nbytes > spill_limit_bytes():
+            if store is None and len(units) * img.nbytes > spill_above:
                 store = SpillStore()  # decided once, at the first sample: the set is too big
             samples.append(sample.spill(store) if store is not None else sample)
 
