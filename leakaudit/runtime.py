@@ -3,6 +3,11 @@
 glibc returns large activation buffers to the OS after every forward pass and maps them again on
 the next one, which halves CNN throughput; two ``mallopt`` calls keep them in the heap. The call
 is a harmless no-op on non-glibc platforms. See docs in README "Performance".
+
+Kept in the heap, freed buffers can also strand: small results that live on (a batch's scores and
+compact maps) land between big freed batch buffers, the heap cannot shrink, and the process grows
+with the number of images though nothing live does (Grad-CAM at 224 px: ~127 KB an image, 1.8 GB
+after 10 000). ``release_freed_memory`` hands the free pages back, rarely (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import torch
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _configured = False
+TRIM_SLACK_BYTES = 128 * 2**20  # growth since the last trim that makes the next one worth it
+_trim = {"base": 0, "fn": None}
 
 
 def tune_allocator() -> bool:
@@ -34,6 +41,42 @@ def tune_allocator() -> bool:
     ok_mmap = mallopt(_M_MMAP_MAX, 0)
     ok_trim = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     return bool(ok_mmap and ok_trim)
+
+
+def rss_bytes() -> int:
+    """This process's resident set now (Linux ``/proc/self/statm``; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _malloc_trim():
+    if _trim["fn"] is None:
+        name = ctypes.util.find_library("c")
+        fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        if fn is not None:
+            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+        _trim["fn"] = fn or False
+    return _trim["fn"] or None
+
+
+def release_freed_memory(slack: int = TRIM_SLACK_BYTES) -> bool:
+    """``malloc_trim(0)`` once the resident set has grown ``slack`` bytes since the last trim:
+    free heap pages go back to the OS, live memory is untouched. Called between batches; the
+    check is one read of /proc, and a trim happens at most once per ``slack`` of growth, so the
+    mallopt speed-up (no unmapping on every pass) stays. Returns True when it trimmed."""
+    now = rss_bytes()
+    if not now or now < _trim["base"] + slack:
+        return False
+    fn = _malloc_trim()
+    if fn is None:
+        _trim["base"] = now
+        return False
+    fn(0)
+    _trim["base"] = rss_bytes()
+    return True
 
 
 def configure() -> None:

@@ -8,6 +8,7 @@ be 72 MB).
 
 from __future__ import annotations
 
+import os
 import pickle
 import tracemalloc
 from pathlib import Path
@@ -133,3 +134,27 @@ def test_training_reads_batches_and_gives_the_same_weights_spilled_or_held():
     for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(va, vb), k
     assert rep_a["history"] == rep_b["history"]
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/statm").exists() or os.environ.get("LEAKAUDIT_NO_MALLOPT") == "1",
+    reason="needs Linux /proc and the mallopt settings",
+)
+def test_release_freed_memory_returns_stranded_heap_pages():
+    """Big freed buffers pinned under small live ones (the Grad-CAM growth at 224 px) stay
+    resident under the mallopt settings until ``release_freed_memory`` trims them."""
+    from leakaudit.runtime import configure, release_freed_memory, rss_bytes
+
+    configure()
+    release_freed_memory(slack=0)
+    big, small = [], []
+    for _ in range(64):
+        big.append(np.ones(1 << 19))  # 4 MB each, from the heap (no mmap after configure)
+        small.append(np.ones(64))  # lives on, above the big one
+    before = rss_bytes()
+    del big
+    assert rss_bytes() > before - 64 * 2**20  # freed, yet still resident
+    assert not release_freed_memory(slack=2**40)  # not grown enough: no trim
+    assert release_freed_memory(slack=0)
+    assert rss_bytes() < before - 128 * 2**20
+    assert len(small) == 64

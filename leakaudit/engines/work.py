@@ -18,6 +18,7 @@ import numpy as np
 
 from leakaudit.explain.base import Explainer
 from leakaudit.explain.cache import AttributionCache, cached_attribute
+from leakaudit.runtime import release_freed_memory
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def explain_batch(
     (``behaviour.behaviour_predictions``; ``model`` is needed only for it)."""
     from leakaudit.auditing.model_audit import _stack, compact, score_rows  # audit imports engines
 
+    release_freed_memory()  # the previous batch's buffers are free now (runtime.py says why)
     t0, c0 = time.perf_counter(), time.process_time()
     idx = task.idx
     if task.method == BEHAVIOUR:

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from leakaudit.errors import ModelOutputError
-from leakaudit.runtime import configure, model_device
+from leakaudit.runtime import configure, model_device, release_freed_memory
 
 
 @dataclass
@@ -126,6 +126,7 @@ def probabilities(
         logits = as_logits(model(to_tensor(images[start : start + batch_size], device))).float()
         bad += int((~torch.isfinite(logits).all(dim=1)).sum())
         out.append(torch.softmax(logits, dim=1).cpu().numpy())
+        release_freed_memory()
     if not out:
         return np.zeros((0, 0), dtype=np.float32), 0
     return np.concatenate(out), bad
