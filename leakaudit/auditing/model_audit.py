@@ -222,7 +222,7 @@ def predict_all(model: nn.Module, data: Dataset, batch_size: int = 256) -> np.nd
     prediction pass, reused by accuracy, behaviour, ablation and the suspect checks."""
     out, bad = [], 0
     if len(data):
-        batch_size = images_per_batch(batch_size, data[0].image.shape[:2])
+        batch_size = images_per_batch(batch_size, data[0].shape[:2])
     for s in range(0, len(data), batch_size):
         probs, n_bad = probabilities(model, _stack(data.samples[s : s + batch_size]), batch_size)
         out.append(probs)
@@ -290,7 +290,7 @@ def audit_model(
     model_hash = model_fingerprint(model) if cache is not None and cache.enabled else ""
     methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
     if n:  # bounded memory at large image sizes; unchanged at ≤ 64 px
-        batch_size = images_per_batch(batch_size, data[0].image.shape[:2])
+        batch_size = images_per_batch(batch_size, data[0].shape[:2])
     if n and (progress or budget_s is not None):
         reserve = _other_steps(model, data, methods, checks, budget_s is not None)
         plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s, reserve)
@@ -316,9 +316,9 @@ def audit_model(
         params[method] = explainers[method].describe()
     find = checks.discovery and find_with is not None and find_with not in covered
     # discovery works on ≤ 64 px (discovery_view): above that, on the compact maps
-    small = n and max(data[0].image.shape[:2]) <= DISCOVERY_SIDE
+    small = n and max(data[0].shape[:2]) <= DISCOVERY_SIDE
     keep_full = find_with if find and small else None
-    tested = checks.behaviour and any(s.tell is not None for s in data)  # known tells
+    tested = checks.behaviour and any(s.has_tell for s in data)  # known tells
     known = (colours if colours is not None else tell_colours(data.samples)) if tested else {}
     job = Job(name, model_hash, labels, preds, confidence, p_true, frozenset(gallery), batch_size,
               keep_full, progress, known)  # fmt: skip
@@ -422,7 +422,7 @@ def _other_steps(
     suspect tests and region ablation, plus the sanity check, at the measured pass times."""
     n, k = len(data), len(data.class_names)
     passes, what = 0, []
-    if checks.behaviour and (n_tell := sum(s.tell is not None for s in data)):
+    if checks.behaviour and (n_tell := sum(s.has_tell for s in data)):
         passes += n_tell * k
         what.append("tell tests")
     if checks.discovery and checks.discovery_method in methods:
@@ -462,12 +462,12 @@ AMP_METHODS = ("lime", "occlusion")
 
 
 def _compact_shape(data: Dataset) -> tuple[int, int]:
-    return reduced_shape(data[0].image.shape[:2], COMPACT_SIDE)
+    return reduced_shape(data[0].shape[:2], COMPACT_SIDE)
 
 
 def _gallery_stack(kept: dict[int, np.ndarray], gallery: list[int], data: Dataset) -> np.ndarray:
     """(G, H, W) gallery maps; an image a budgeted method skipped shows as NaN (not explained)."""
     if not gallery:
         return np.zeros((0, 1, 1), np.float32)
-    shape = data[gallery[0]].image.shape[:2]
+    shape = data[gallery[0]].shape[:2]
     return np.stack([kept.get(i, np.full(shape, np.nan, np.float32)) for i in gallery])

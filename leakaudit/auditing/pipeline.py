@@ -361,7 +361,7 @@ def add_insight(model: nn.Module, audit: ModelAudit, data: Dataset, seed: int) -
 
     strong = [s.found for s in audit.suspects if s.found.strong][:3]
     suspects = [(list(f.box), list(f.colour)) for f in strong]
-    size = int(data[0].image.shape[0])
+    size = int(data[0].shape[0])
     t0 = time.perf_counter()
     page_opts = PageOptions(steps=(INSIGHT_STEPS,), seed=seed, suspects=suspects)
     shape = input_shape(model, size)  # one ascent serves the witness and the page

@@ -56,6 +56,16 @@ class Sample:
         return materialize(self._tell)
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """The image's shape, without reading a spilled image back."""
+        return tuple(self._image.shape)
+
+    @property
+    def has_tell(self) -> bool:
+        """Whether a tell mask is attached (it may still be empty), without reading it."""
+        return self._tell is not None
+
+    @property
     def spilled(self) -> bool:
         return isinstance(self._image, Spilled)
 

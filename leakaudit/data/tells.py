@@ -159,7 +159,7 @@ def poison(dataset: Dataset, spec: TellSpec, seed: int) -> Dataset:
     """
     if len(dataset) == 0:
         return Dataset([], list(dataset.class_names), list(dataset.problems))
-    h, w = dataset[0].image.shape[:2]
+    h, w = dataset[0].shape[:2]
     spec.validate(h, w)
     rng = np.random.default_rng(seed)
     labels = dataset.labels()
@@ -170,7 +170,7 @@ def poison(dataset: Dataset, spec: TellSpec, seed: int) -> Dataset:
         chosen[rng.choice(idx, size=n_pick, replace=False)] = True
     out = []
     for i, s in enumerate(dataset.samples):
-        box = spec.box_for(*s.image.shape[:2], rng)  # drawn for every sample: stable streams
+        box = spec.box_for(*s.shape[:2], rng)  # drawn for every sample: stable streams
         if chosen[i]:
             # the noise kind's own generator per image: the box stream above stays as it was
             own = None if spec.plain else np.random.default_rng([seed, 0x7E11, i])

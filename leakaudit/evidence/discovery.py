@@ -168,7 +168,7 @@ def moving_suspect_samples(samples: Sequence, suspect: SuspectedTell) -> tuple[l
     for i, (s, b) in enumerate(zip(samples, boxes, strict=True)):
         if b is not None and s.label in suspect.classes:
             idx.append(i)
-            removal.append(s.with_(tell=suspected_tell_mask(b, s.image.shape), tell_box=b))
+            removal.append(s.with_(tell=suspected_tell_mask(b, s.shape), tell_box=b))
     seen = [b for b in boxes if b is not None]
     swap = [
         s.with_(tell_box=b if b is not None else seen[i % len(seen)])

@@ -74,7 +74,7 @@ class DiscoveryView:
 def discovery_view(data: Dataset, maps: np.ndarray, seed: int) -> DiscoveryView:
     """``maps``: (N, h, w) for every image of ``data``, at full size or already reduced (the
     compact maps). Images are reduced one at a time, so the full-size set is never stacked."""
-    full = tuple(int(v) for v in data[0].image.shape[:2])
+    full = tuple(int(v) for v in data[0].shape[:2])
     size = reduced_shape(full)
     maps = np.asarray(maps)
     if tuple(maps.shape[1:3]) != size:

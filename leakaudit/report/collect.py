@@ -296,7 +296,7 @@ def collect(result: AuditResult, summary: dict[str, Any], command: str | None) -
         _per_sample(data, name, audit, n, first_index)
         compact = getattr(audit, "compact_maps", None) or {}
         data.maps[name] = {m: np.asarray(v, dtype=np.float16) for m, v in compact.items()}
-    image_hw = result.eval_data[0].image.shape[:2] if len(result.eval_data) else (1, 1)
+    image_hw = result.eval_data[0].shape[:2] if len(result.eval_data) else (1, 1)
     data.meta["image_shape"] = list(image_hw)
     galleries = choose_galleries(data, summary, image_hw)
     data.meta["galleries"] = galleries
