@@ -30,6 +30,7 @@ from leakaudit.engines.work import (
     BatchResult,
     EngineOptions,
     Job,
+    Task,
     explain_batch,
     plan_tasks,
 )
@@ -165,6 +166,19 @@ class Worker:
         return {"task": np.asarray(batch["task"]), "result": np.array(out, dtype=object)}
 
 
+def task_blocks(ray: Any, tasks: Sequence[Task], samples: Sequence[Any]) -> list[Any]:
+    """One object-store block per task (its samples pickled with their pixels), put one at a
+    time: the driver holds one task's pixels at once, not the dataset's (spilled samples stay
+    on disk until their task is put; Ray's store spills to its own disk when full)."""
+    import pyarrow as pa
+
+    refs = []
+    for t in tasks:
+        blob = pickle.dumps((t, [samples[i] for i in t.idx]), protocol=pickle.HIGHEST_PROTOCOL)
+        refs.append(ray.put(pa.table({"task": [t.number], "blob": pa.array([blob], pa.binary())})))
+    return refs
+
+
 def pool_size(ray: Any, workers: int | None) -> tuple[int, float, float]:
     """(actors, CPUs per actor, GPUs per actor): one actor per GPU when the cluster has GPUs
     (more actors than GPUs share them), else one per CPU; ``workers`` overrides the count."""
@@ -194,11 +208,9 @@ def run(
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours is the driver's bar below
     ctx.execution_options.preserve_order = True
-    items = [{"task": t.number, "blob": pickle.dumps((t, [samples[i] for i in t.idx]))}
-             for t in tasks]  # fmt: skip
     n_actors, cpus, gpus = pool_size(ray, options.workers)
     use_cache = cache is not None and cache.enabled
-    done = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+    done = ray.data.from_arrow_refs(task_blocks(ray, tasks, samples)).map_batches(
         Worker, batch_size=1, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=n_actors),
         fn_constructor_kwargs={
