@@ -40,7 +40,12 @@ from leakaudit.models.train import (
     probabilities,
     to_tensor,
 )
-from leakaudit.runtime import images_per_batch, model_device, resolve_device
+from leakaudit.runtime import (
+    images_per_batch,
+    model_device,
+    release_freed_memory,
+    resolve_device,
+)
 
 # moved to their own modules; importable from here as before
 __all__ = ["AuditResult", "Checks", "ModelAudit", "Suspect", "audit_model", "score_rows"]
@@ -331,6 +336,7 @@ def audit_model(
                    data.samples, cache, _compact_shape(data) if n else (1, 1))  # fmt: skip
     timings["engine"] = time.perf_counter() - t0
     peak_mb["attributions"] = peak_rss_mb()
+    release_freed_memory(slack=0)  # the later steps' buffers start from live memory only
     for method in runnable:
         res = done.get(method, MethodResult())
         rows += res.rows
