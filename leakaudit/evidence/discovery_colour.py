@@ -78,9 +78,15 @@ class _Blurred:
         return ndimage.uniform_filter(self.images[i], size=(3, 3, 1), mode="nearest")
 
 
-def _quantise(images: np.ndarray, levels: int) -> np.ndarray:
-    q = np.clip((images * levels).astype(np.int64), 0, levels - 1)
-    return (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
+def quantise_colours(images: np.ndarray, levels: int = 4) -> np.ndarray:
+    """(..., 3) in [0, 1] → (...) bin codes in 0..levels³−1, one channel at a time: a stack of
+    images then needs one plane of temporaries, not three (and no float copy)."""
+    images = np.asarray(images)
+    codes = np.zeros(images.shape[:-1], dtype=np.int64)
+    for c in range(3):
+        codes *= levels
+        codes += np.clip((images[..., c] * levels).astype(np.int64), 0, levels - 1)
+    return codes
 
 
 def colour_candidates(
@@ -128,7 +134,7 @@ def colour_candidates(
     rgb = images.reshape(n, -1, 3)[np.arange(n)[:, None], top]
     views.append((rgb, np.take_along_axis(codes.reshape(n, -1), top, axis=1)))
     rgb = np.stack([blurred[i].reshape(-1, 3)[top[i]] for i in range(n)]) if n else rgb
-    views.append((rgb, _quantise(rgb, levels)))
+    views.append((rgb, quantise_colours(rgb, levels)))
     lo, hi = min_pixels, max(min_pixels, int(max_blob_fraction * h * w))
     ctx = (labels, valid, images, blurred, ~excl, smooth, topmask, weights, views[0][0],
            min_colour_weight)  # fmt: skip
