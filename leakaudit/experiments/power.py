@@ -178,13 +178,12 @@ def suspect_coverage(
              and (classes is None or s.label in classes)]  # fmt: skip
     if not tells:
         return float("nan")
-    suspects = (
-        []
-        if suspect is None
-        else [suspect]
-        if isinstance(suspect, SuspectedTell)
-        else list(suspect)
-    )
+    if suspect is None:
+        suspects = []
+    elif isinstance(suspect, SuspectedTell):
+        suspects = [suspect]
+    else:
+        suspects = list(suspect)
     per_suspect = [suspect_boxes(s, len(data)) for s in suspects]
     hits = []
     for i, t in tells:
