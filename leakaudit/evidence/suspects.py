@@ -21,6 +21,7 @@ from leakaudit.evidence.discovery import (
     suspected_tell_mask,
 )
 from leakaudit.evidence.discovery_view import discovery_view, to_full
+from leakaudit.runtime import release_freed_memory
 
 
 @dataclass
@@ -62,6 +63,7 @@ def check_suspects(
         view.maps, view.images, data.labels()[view.index], preds[view.index], view.regions,
         seed=seed,
     )  # fmt: skip
+    release_freed_memory(slack=0)  # discovery's ~0.4 GB of temporaries: free, hand them back
     out = []
     for sus in [to_full(s, view) for s in found.suspects[:top]]:
         if sus.moves:  # colour-first: a box per image (discovery.moving_suspect_samples)
