@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,20 +26,29 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _configured = False
 TRIM_SLACK_BYTES = 128 * 2**20  # growth since the last trim that makes the next one worth it
-_trim = {"base": 0, "fn": None}
+_trim = {"base": 0}  # resident bytes right after the last trim
+
+
+@functools.cache
+def _libc_function(name: str, argtypes: tuple) -> Any:
+    """A function of the C library (``None`` where there is no such library or function, e.g.
+    ``malloc_trim`` and ``mallopt`` off glibc); looked up once per process."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    try:
+        fn = getattr(ctypes.CDLL(libc_name), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = list(argtypes)
+    return fn
 
 
 def tune_allocator() -> bool:
     """Stop glibc from unmapping big buffers between passes. Returns True when applied."""
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
+    mallopt = _libc_function("mallopt", (ctypes.c_int, ctypes.c_int))
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(libc_name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok_mmap = mallopt(_M_MMAP_MAX, 0)
     ok_trim = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
     return bool(ok_mmap and ok_trim)
@@ -52,16 +63,6 @@ def rss_bytes() -> int:
         return 0
 
 
-def _malloc_trim():
-    if _trim["fn"] is None:
-        name = ctypes.util.find_library("c")
-        fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
-        if fn is not None:
-            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-        _trim["fn"] = fn or False
-    return _trim["fn"] or None
-
-
 def release_freed_memory(slack: int = TRIM_SLACK_BYTES) -> bool:
     """``malloc_trim(0)`` once the resident set has grown ``slack`` bytes since the last trim:
     free heap pages go back to the OS, live memory is untouched. Called between batches; the
@@ -70,7 +71,7 @@ def release_freed_memory(slack: int = TRIM_SLACK_BYTES) -> bool:
     now = rss_bytes()
     if not now or now < _trim["base"] + slack:
         return False
-    fn = _malloc_trim()
+    fn = _libc_function("malloc_trim", (ctypes.c_size_t,))
     if fn is None:
         _trim["base"] = now
         return False
