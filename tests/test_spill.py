@@ -8,6 +8,7 @@ be 72 MB).
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tracemalloc
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from leakaudit.data.formats import read_dataset
-from leakaudit.data.spill import SpillStore, spill_limit_bytes
+from leakaudit.data.spill import SpilledStack, SpillStore, spill_limit_bytes
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.errors import ConfigError
 
@@ -106,6 +107,8 @@ def test_audit_is_the_same_spilled_or_held():
     import leakaudit
     from leakaudit.models.train import train_classifier
     from leakaudit.models.zoo import build
+    from leakaudit.report.bundle import load_bundle, save_bundle
+    from leakaudit.report.collect import collect
     from leakaudit.report.summary import summary_text, to_summary
 
     ds = make_shapes(48, seed=2, size=32, n_classes=3)
@@ -120,6 +123,45 @@ def test_audit_is_the_same_spilled_or_held():
     pa, pb = a.models["model"].per_sample, b.models["model"].per_sample
     assert len(pa) == 2 * len(ds) and pa.equals(pb)
     assert text_a == text_b
+    # the spilled audit's compact maps wait in a spill file too, and read back the same
+    for method in ("saliency", "gradcam"):
+        held, spilled = (
+            a.models["model"].compact_maps[method],
+            b.models["model"].compact_maps[method],
+        )
+        assert isinstance(held, np.ndarray) and isinstance(spilled, SpilledStack)
+        assert np.array_equal(held, np.asarray(spilled), equal_nan=True)
+    # ... and the report's data and saved bundle (written from the file a chunk at a time) agree
+    bundles = []
+    for r in (a, b):
+        data = collect(r, to_summary(r), None)
+        buf = io.BytesIO()
+        save_bundle(data, buf)
+        buf.seek(0)
+        bundles.append((data, load_bundle(buf)))
+    (data_a, saved_a), (data_b, saved_b) = bundles
+    assert data_a.meta["galleries"] == data_b.meta["galleries"]
+    for method in ("saliency", "gradcam"):
+        for x, y in [(saved_a.maps, saved_b.maps), (data_a.panel_maps, data_b.panel_maps)]:
+            assert np.array_equal(x["model"][method], y["model"][method], equal_nan=True)
+
+
+def test_spilled_stack_reads_and_writes_like_an_array():
+    rng = np.random.default_rng(3)
+    held = np.full((2500, 4, 3), np.nan, np.float16)  # more rows than one fill chunk
+    stack = SpilledStack(held.shape, np.float16)
+    assert np.array_equal(np.asarray(stack), held, equal_nan=True)
+    idx = rng.permutation(len(held))[:700]
+    values = rng.random((700, 4, 3)).astype(np.float16)
+    held[idx], stack[idx] = values, values
+    keys = [5, -1, slice(3, 900), slice(None, None, 7), idx, np.array([], np.int64),
+            held[:, 0, 0] > 0.5, (slice(10, 20), 1), (7, 2)]  # fmt: skip
+    for key in keys:
+        assert np.array_equal(stack[key], held[key], equal_nan=True), key
+    assert np.array_equal(np.concatenate(list(stack.chunks(1000))), held, equal_nan=True)
+    assert np.array_equal(pickle.loads(pickle.dumps(stack)), held, equal_nan=True)
+    with pytest.raises(IndexError):
+        stack[np.array([len(held)])]
 
 
 def test_training_reads_batches_and_gives_the_same_weights_spilled_or_held():

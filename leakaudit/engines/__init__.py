@@ -6,7 +6,7 @@ batches over a pool of Ray actors (the optional extra ``leakaudit[ray]``). Both 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from leakaudit.explain.base import Explainer
 from leakaudit.explain.cache import AttributionCache
 
 # name -> run(job, model, methods, explainers, orders, samples, cache, options) -> batch results
-ENGINES: dict[str, Callable[..., list[BatchResult]]] = {
+ENGINES: dict[str, Callable[..., Iterable[BatchResult]]] = {
     "local": local.run,
     "ray": ray_engine.run,
 }
@@ -64,4 +64,6 @@ def explain(
     check_engine(options.name)
     results = ENGINES[options.name](job, model, methods, explainers, orders, samples, cache,
                                     options)  # fmt: skip
-    return assemble(results, plan_tasks(orders, job.batch_size), len(samples), small_shape)
+    spill = bool(len(samples)) and getattr(samples[0], "spilled", False)  # images spilled: maps too
+    tasks = plan_tasks(orders, job.batch_size)
+    return assemble(results, tasks, len(samples), small_shape, spill=spill)

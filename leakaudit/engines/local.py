@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,16 +23,14 @@ def run(
     samples: Sequence[Any],
     cache: AttributionCache | None,
     options: EngineOptions,
-) -> list[BatchResult]:
-    """Streaming: only one batch of images is stacked at a time; results stay small."""
-    out: list[BatchResult] = []
+) -> Iterator[BatchResult]:
+    """Streaming: one batch of images at a time, each batch's results handed on as it is done."""
     tasks = plan_tasks(orders, job.batch_size)
     for method, order in orders.items():
         bar = tqdm(total=len(order), desc=f"{job.name}: {method}", unit="img",
                    disable=not job.progress)  # fmt: skip
         for task in (t for t in tasks if t.method == method):
             batch = [samples[i] for i in task.idx]
-            out.append(explain_batch(task, batch, explainers.get(method), job, cache, model))
+            yield explain_batch(task, batch, explainers.get(method), job, cache, model)
             bar.update(len(batch))
         bar.close()
-    return out

@@ -10,12 +10,13 @@ the number of workers.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from leakaudit.data.spill import SpilledStack
 from leakaudit.explain.base import Explainer
 from leakaudit.explain.cache import AttributionCache, cached_attribute
 from leakaudit.runtime import release_freed_memory
@@ -83,7 +84,7 @@ class MethodResult:
     """One method over the whole dataset, assembled from its batches in task order."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    small: np.ndarray | None = None
+    small: np.ndarray | SpilledStack | None = None  # (N, h, w) compact maps
     kept: dict[int, np.ndarray] = field(default_factory=dict)
     full: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0  # summed over batches: wall time of the process that ran each
@@ -143,22 +144,40 @@ def _counts(cache: AttributionCache | None) -> tuple[int, int, int]:
 
 
 def assemble(
-    results: Sequence[BatchResult], tasks: Sequence[Task], n: int, small_shape: tuple[int, int]
+    results: Iterable[BatchResult],
+    tasks: Sequence[Task],
+    n: int,
+    small_shape: tuple[int, int],
+    spill: bool = False,
 ) -> dict[str, MethodResult]:
     """Batch results → per-method results in task order. Every task must come back exactly
-    once: a lost batch or one counted twice (a retried worker) is an error, not a number."""
-    numbers = sorted(r.task for r in results)
+    once: a lost batch or one counted twice (a retried worker) is an error, not a number.
+
+    ``results`` may be a stream: each batch's compact maps go into the method's (N, h, w) stack
+    as it arrives, so they are never held twice; with ``spill`` that stack lives in a spill file
+    (``SpilledStack``), as the images do, and the audit's memory does not grow with them."""
+    smalls: dict[str, np.ndarray | SpilledStack] = {}
+    kept: dict[int, BatchResult] = {}
+    numbers: list[int] = []
+    for r in results:
+        numbers.append(r.task)
+        if r.small is not None:
+            if r.method not in smalls:
+                shape = (n, *small_shape)
+                smalls[r.method] = (
+                    SpilledStack(shape, np.float16) if spill else np.full(shape, np.nan, np.float16)
+                )
+            smalls[r.method][r.idx] = r.small
+            r.small = None
+        kept[r.task] = r
+    numbers.sort()
     if numbers != list(range(len(tasks))):
         lost = sorted(set(range(len(tasks))) - set(numbers))
         twice = sorted({k for k in numbers if numbers.count(k) > 1})
         raise RuntimeError(f"engine returned batches wrongly: lost {lost}, twice {twice}")
     out: dict[str, MethodResult] = {}
-    for r in sorted(results, key=lambda r: r.task):
-        m = out.setdefault(r.method, MethodResult())
-        if r.small is not None:
-            if m.small is None:
-                m.small = np.full((n, *small_shape), np.nan, np.float16)
-            m.small[r.idx] = r.small
+    for r in (kept[k] for k in numbers):
+        m = out.setdefault(r.method, MethodResult(small=smalls.get(r.method)))
         m.rows += r.rows
         m.kept.update(r.kept)
         if r.full is not None:

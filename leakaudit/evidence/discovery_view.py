@@ -76,10 +76,10 @@ def discovery_view(data: Dataset, maps: np.ndarray, seed: int) -> DiscoveryView:
     compact maps). Images are reduced one at a time, so the full-size set is never stacked."""
     full = tuple(int(v) for v in data[0].shape[:2])
     size = reduced_shape(full)
-    maps = np.asarray(maps)
-    if tuple(maps.shape[1:3]) != size:
-        maps = area_resize(maps, size)
     index = stratified_sample(data.labels(), MAX_IMAGES, seed)
+    view_maps = np.asarray(maps[index])  # only the view's rows (the audit's may be spilled)
+    if tuple(view_maps.shape[1:3]) != size:
+        view_maps = area_resize(view_maps, size)
     images = np.zeros((len(index), *size, 3), np.float32)
     regions: list[np.ndarray | None] = []
     for row, i in enumerate(index):
@@ -89,7 +89,7 @@ def discovery_view(data: Dataset, maps: np.ndarray, seed: int) -> DiscoveryView:
         if region is not None and size != full:  # a reduced pixel is object when mostly object
             region = area_resize(region[None].astype(np.float32), size)[0] >= 0.5
         regions.append(region)
-    return DiscoveryView(index, images, maps[index], regions, full)  # type: ignore[arg-type]
+    return DiscoveryView(index, images, view_maps, regions, full)  # type: ignore[arg-type]
 
 
 def to_full(suspect: SuspectedTell, view: DiscoveryView) -> SuspectedTell:

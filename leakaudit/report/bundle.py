@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from leakaudit.data.spill import SpilledStack
 from leakaudit.errors import LeakauditError
 from leakaudit.jsonable import jsonable
 
@@ -46,7 +47,7 @@ class ReportData:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     scores: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
-    maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model→method→N×h×w
+    maps: dict[str, dict[str, np.ndarray | SpilledStack]] = field(default_factory=dict)  # N×h×w
     thumbs: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
     thumb_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
     thumb_tells: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
@@ -157,10 +158,29 @@ def _write_npz(path: Path | BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     entry dates, so the same results give the same file."""
     with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
         for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            if isinstance(value, SpilledStack):
+                _stream_npy(zf, info, value)
+                continue
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             zf.writestr(info, buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+
+
+def _stream_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, stack: SpilledStack) -> None:
+    """A spilled stack as one .npy entry, a chunk of rows at a time (never all in memory); the
+    same bytes ``np.save`` would write for the whole array."""
+    info.compress_type = zipfile.ZIP_DEFLATED
+    if hasattr(info, "compress_level"):  # Python ≥ 3.13
+        info.compress_level = 1
+    else:
+        info._compresslevel = 1  # type: ignore[attr-defined]
+    header = np.lib.format.header_data_from_array_1_0(np.empty((0,), stack.dtype))
+    header["shape"] = stack.shape
+    with zf.open(info, "w", force_zip64=stack.nbytes > 2**31 - 2**20) as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for chunk in stack.chunks():
+            f.write(np.ascontiguousarray(chunk).tobytes())
 
 
 def load_bundle(path: str | Path | BinaryIO) -> ReportData:

@@ -17,6 +17,7 @@ import numpy as np
 from leakaudit import __version__
 from leakaudit.auditing.audit_result import AuditResult
 from leakaudit.auditing.model_audit import ModelAudit, score_columns
+from leakaudit.data.spill import SpilledStack
 from leakaudit.report.bundle import (
     ReportData,
     resize_map,
@@ -133,16 +134,29 @@ def reproducibility(result: AuditResult, command: str | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- gallery choices
 
 
-def box_mass(maps: np.ndarray, box: tuple[int, int, int, int], image_hw: tuple[int, int]):
+def _float16(maps: np.ndarray | SpilledStack) -> np.ndarray | SpilledStack:
+    """Maps as float16; spilled ones stay in their file (they are float16 already)."""
+    return maps if isinstance(maps, SpilledStack) else np.asarray(maps, dtype=np.float16)
+
+
+MAP_CHUNK = 1024  # maps converted to float32 at a time, so the memory does not grow with them
+
+
+def box_mass(
+    maps: np.ndarray | SpilledStack, box: tuple[int, int, int, int], image_hw: tuple[int, int]
+) -> np.ndarray:
     """Share of each map's positive attribution inside ``box`` (image pixels, exclusive end),
     scaled to the map's size; NaN where a map has no positive attribution."""
-    m = np.clip(np.nan_to_num(maps.astype(np.float32)), 0, None)
-    sy, sx = m.shape[1] / image_hw[0], m.shape[2] / image_hw[1]
+    sy, sx = maps.shape[1] / image_hw[0], maps.shape[2] / image_hw[1]
     x0, y0, x1, y1 = box
     ys = slice(int(np.floor(y0 * sy)), max(int(np.ceil(y1 * sy)), int(np.floor(y0 * sy)) + 1))
     xs = slice(int(np.floor(x0 * sx)), max(int(np.ceil(x1 * sx)), int(np.floor(x0 * sx)) + 1))
-    total = m.sum(axis=(1, 2))
-    inside = m[:, ys, xs].sum(axis=(1, 2))
+    total = np.zeros(len(maps), np.float32)  # float32 sums, as over the whole stack at once
+    inside = np.zeros(len(maps), np.float32)
+    for start in range(0, len(maps), MAP_CHUNK):
+        m = np.clip(np.nan_to_num(maps[start : start + MAP_CHUNK].astype(np.float32)), 0, None)
+        total[start : start + len(m)] = m.sum(axis=(1, 2))
+        inside[start : start + len(m)] = m[:, ys, xs].sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, inside / np.where(total > 0, total, 1), np.nan)
 
@@ -295,7 +309,7 @@ def collect(result: AuditResult, summary: dict[str, Any], command: str | None) -
     for name, audit in result.models.items():
         _per_sample(data, name, audit, n, first_index)
         compact = getattr(audit, "compact_maps", None) or {}
-        data.maps[name] = {m: np.asarray(v, dtype=np.float16) for m, v in compact.items()}
+        data.maps[name] = {m: _float16(v) for m, v in compact.items()}
     image_hw = result.eval_data[0].shape[:2] if len(result.eval_data) else (1, 1)
     data.meta["image_shape"] = list(image_hw)
     galleries = choose_galleries(data, summary, image_hw)
