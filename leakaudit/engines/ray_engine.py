@@ -16,7 +16,7 @@ import logging
 import os
 import pickle
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,12 +199,12 @@ def run(
     samples: Sequence[Any],
     cache: AttributionCache | None,
     options: EngineOptions,
-) -> list[BatchResult]:
-    """The batches of every method on the actor pool; progress over completed batches."""
+) -> Iterator[BatchResult]:
+    """The batches of every method on the actor pool, handed on as they complete."""
     ray = connect(options.address)
     tasks = plan_tasks(orders, job.batch_size)
     if not tasks:
-        return []
+        return
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours is the driver's bar below
     ctx.execution_options.preserve_order = True
@@ -220,17 +220,14 @@ def run(
         },
         num_cpus=cpus, num_gpus=gpus,  # Ray Data's actors restart and retry their tasks
     )  # fmt: skip
-    out: list[BatchResult] = []
     bar = tqdm(total=sum(len(t.idx) for t in tasks), unit="img", disable=not job.progress,
                desc=f"{job.name}: {'+'.join(orders)} on Ray ({n_actors} workers)")  # fmt: skip
     for row in done.iter_rows():
         res: BatchResult = pickle.loads(row["result"])
-        out.append(res)
-        bar.update(len(res.idx))
-    bar.close()
-    if use_cache:  # the workers' hits and misses, as if counted here
-        for res in out:
+        if use_cache:  # the workers' hits and misses, as if counted here
             cache.hits += res.cache_counts[0]  # type: ignore[union-attr]
             cache.misses += res.cache_counts[1]  # type: ignore[union-attr]
             cache.corrupt += res.cache_counts[2]  # type: ignore[union-attr]
-    return out
+        bar.update(len(res.idx))
+        yield res  # assembled as it arrives (engines.work.assemble)
+    bar.close()
