@@ -20,6 +20,7 @@ from torch import nn
 from leakaudit.auditing.budget import Plan, make_plan, stratified_sample
 from leakaudit.auditing.verdict import Condition, Thresholds, build_conditions, verdict
 from leakaudit.data.samples import Dataset
+from leakaudit.data.spill import SpilledStack
 from leakaudit.engines import BEHAVIOUR, EngineOptions, Job, MethodResult, explain
 from leakaudit.errors import ModelOutputError
 from leakaudit.evidence import metrics
@@ -80,8 +81,9 @@ class ModelAudit:
     # method -> (N, h, w) float16: every audited image's map in data order, area-averaged to at
     # most COMPACT_SIDE px and divided by its largest |value| (float16 keeps ~3 digits in
     # [-1, 1]; LIME's raw per-pixel weights would underflow). Rows of images that a budgeted
-    # method did not explain are NaN. Bounded: 10 000 images × 64 × 64 × 2 B = 82 MB a method.
-    compact_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    # method did not explain are NaN. 10 000 images × 64 × 64 × 2 B = 82 MB a method, so with a
+    # spilled dataset they are a ``SpilledStack`` in the spill file (index it, or np.asarray).
+    compact_maps: dict[str, np.ndarray | SpilledStack] = field(default_factory=dict)
     # methods that do not apply to this model (Grad-CAM without a conv layer) -> the reason
     set_aside: dict[str, str] = field(default_factory=dict)
     # methods that explained a budgeted sample only -> its sorted indices into the data
@@ -272,7 +274,7 @@ def audit_model(
     rows: list[dict[str, Any]] = []
     gallery = list(gallery)
     gallery_maps: dict[str, np.ndarray] = {}
-    compact_maps: dict[str, np.ndarray] = {}
+    compact_maps: dict[str, np.ndarray | SpilledStack] = {}
     params: dict[str, dict[str, Any]] = {}
     set_aside: dict[str, str] = {}
     covered: dict[str, np.ndarray] = {}

@@ -24,6 +24,7 @@ import torch
 
 from leakaudit.auditing.budget import stratified_sample
 from leakaudit.data.samples import Dataset
+from leakaudit.data.spill import SpilledStack
 from leakaudit.evidence.discovery import Box, SuspectedTell
 
 DISCOVERY_SIDE = 64  # model_audit.COMPACT_SIDE is this: the compact maps are discovery's view
@@ -71,7 +72,7 @@ class DiscoveryView:
         return tuple(self.maps.shape[1:3]) != tuple(self.full_shape)
 
 
-def discovery_view(data: Dataset, maps: np.ndarray, seed: int) -> DiscoveryView:
+def discovery_view(data: Dataset, maps: np.ndarray | SpilledStack, seed: int) -> DiscoveryView:
     """``maps``: (N, h, w) for every image of ``data``, at full size or already reduced (the
     compact maps). Images are reduced one at a time, so the full-size set is never stacked."""
     full = tuple(int(v) for v in data[0].shape[:2])

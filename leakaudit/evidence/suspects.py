@@ -12,6 +12,7 @@ import numpy as np
 from torch import nn
 
 from leakaudit.data.samples import Dataset
+from leakaudit.data.spill import SpilledStack
 from leakaudit.evidence.behaviour import removal_test, swap_test
 from leakaudit.evidence.discovery import (
     SuspectedTell,
@@ -46,7 +47,7 @@ class Suspect:
 def check_suspects(
     model: nn.Module,
     data: Dataset,
-    maps: np.ndarray,
+    maps: np.ndarray | SpilledStack,
     preds: np.ndarray,
     seed: int,
     top: int = 3,
