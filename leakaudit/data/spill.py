@@ -60,6 +60,15 @@ class SpillStore:
             self._end += a.nbytes
         return Spilled(self, offset, a.shape, a.dtype.str)
 
+    def write_at(self, offset: int, array: np.ndarray) -> None:
+        """Overwrite bytes already in the file (a ``SpilledStack`` row) with ``array``'s."""
+        a = np.ascontiguousarray(array)
+        if offset < 0 or offset + a.nbytes > self._end:
+            raise ValueError(f"spill file: write of {a.nbytes} bytes at {offset} past its end")
+        with self._lock:
+            self._file.seek(offset)
+            self._file.write(a.view(np.uint8).reshape(-1).data)
+
     def read(self, handle: Spilled) -> np.ndarray:
         out = np.empty(handle.shape, np.dtype(handle.dtype))
         view = out.view(np.uint8).reshape(-1).data
@@ -166,11 +175,8 @@ class SpilledStack:
         pos = self._positions(key)
         rows = np.arange(pos.start, pos.stop) if isinstance(pos, slice) else pos.reshape(-1)
         vals = np.broadcast_to(np.asarray(values, self.dtype), (len(rows), *self._row_shape))
-        with self._store._lock:
-            f = self._store._file
-            for j, i in enumerate(rows):
-                f.seek(int(i) * self._row_bytes)
-                f.write(np.ascontiguousarray(vals[j]).view(np.uint8).reshape(-1).data)
+        for j, i in enumerate(rows):
+            self._store.write_at(int(i) * self._row_bytes, vals[j])
 
     def chunks(self, size: int = 1024) -> Iterator[np.ndarray]:
         """Consecutive blocks of at most ``size`` rows, in order."""
