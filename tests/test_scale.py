@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from leakaudit.auditing.budget import make_plan, parse_duration, passes_per_image, stratified_sample
-from leakaudit.auditing.model_audit import Checks, audit_model, compact
+from leakaudit.auditing.model_audit import Checks, _other_steps, audit_model, compact, fill_seconds
 from leakaudit.auditing.verdict import NA, Thresholds
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.data.tells import TellSpec, poison
@@ -255,6 +255,22 @@ def test_budget_reserves_the_other_steps_first(data) -> None:
     assert taken.reserved_s == 3600.0 and taken.methods["lime"].n_planned == 0
     assert taken.methods["saliency"].n_planned == len(data)  # cheap methods always cover all
     assert taken.lines()[-1].startswith("plan: other steps") and "all of it" in taken.lines()[-1]
+
+
+def test_budget_reserve_counts_the_ablation_fill(data) -> None:
+    # the recorded 224-px audit overran its budget partly because the reserve counted region
+    # ablation's forward passes but not its blur fill (as slow as a forward pass at 224 px)
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    methods = {"saliency": {}}
+    plan = make_plan(model, data.images()[:4], methods, len(data), budget_s=3600.0)
+    quiet = {"behaviour": False, "discovery": False, "sanity": False}
+    on = _other_steps(model, data, methods, Checks(**quiet), True)(plan)
+    off = _other_steps(model, data, methods, Checks(ablation=False, **quiet), True)(plan)
+    n_region = sum(bool(s.region.any()) for s in data)
+    assert n_region > 0 and off[0] == 0.0
+    assert on[0] > n_region * plan.forward_s  # the passes and the measured fill
+    assert "ablation fill" in on[1]
+    assert fill_seconds(data) > 0
 
 
 def test_amp_lime_is_recorded_and_close(data) -> None:
