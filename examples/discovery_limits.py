@@ -29,7 +29,8 @@ import numpy as np
 from leakaudit.data.samples import Dataset
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.data.tells import TellSpec, poison
-from leakaudit.evidence.discovery import discover_tells, suspect_boxes, suspected_tell_mask
+from leakaudit.evidence.discovery import discover_tells
+from leakaudit.experiments.power import suspect_coverage
 
 N_IMAGES, SIDE, BOX = 300, 48, 10
 BASE = TellSpec(size=BOX, position="random")
@@ -92,20 +93,6 @@ def ideal_maps(ds: Dataset, masks: list[np.ndarray | None], seed: int) -> np.nda
     return maps.astype(np.float32)
 
 
-def coverage(suspects: list, masks: list[np.ndarray | None]) -> float:
-    """Share of tell-bearing images whose tell one of ``suspects``' boxes covers by half."""
-    if not suspects:
-        return float("nan")
-    per_suspect = [suspect_boxes(s, len(masks)) for s in suspects]
-    hits = [
-        any(b[i] is not None and m[suspected_tell_mask(b[i], m.shape)].sum() >= 0.5 * m.sum()
-            for b in per_suspect)
-        for i, m in enumerate(masks)
-        if m is not None and m.any()
-    ]  # fmt: skip
-    return float(np.mean(hits)) if hits else float("nan")
-
-
 def run_case(spec: TellSpec | str, seed: int) -> tuple[bool, float, float, float]:
     ds = make_shapes(N_IMAGES, seed=seed, size=SIDE)
     colours = class_colours(len(ds.class_names), seed)
@@ -124,7 +111,10 @@ def run_case(spec: TellSpec | str, seed: int) -> tuple[bool, float, float, float
         return False, 0.0, float("nan"), float("nan")
     top = res.suspects[0]
     strong = [s for s in res.suspects if s.strong]
-    return bool(top.strong), float(top.score), coverage(strong[:1], masks), coverage(strong, masks)
+    if not strong:  # nothing to test: no coverage to speak of (shown as –)
+        return False, float(top.score), float("nan"), float("nan")
+    return (bool(top.strong), float(top.score), suspect_coverage(strong[:1], ds),
+            suspect_coverage(strong, ds))  # fmt: skip
 
 
 def main() -> None:
