@@ -152,6 +152,9 @@ def save_bundle(data: ReportData, path: str | Path | BinaryIO) -> None:
     _write_npz(Path(path) if isinstance(path, str) else path, arrays)
 
 
+ZIP_LEVEL = 1  # deflate level of the saved results (see _write_npz)
+
+
 def _write_npz(path: Path | BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     """An .npz (zip of .npy files) that ``np.load`` reads, written with fast compression
     (level 1: maps of 10 000 images would take minutes at numpy's default level) and fixed
@@ -164,7 +167,8 @@ def _write_npz(path: Path | BinaryIO, arrays: dict[str, np.ndarray]) -> None:
                 continue
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asanyarray(value), allow_pickle=False)
-            zf.writestr(info, buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
+            zf.writestr(info, buf.getvalue(), compress_type=zipfile.ZIP_DEFLATED,
+                        compresslevel=ZIP_LEVEL)  # fmt: skip
 
 
 def _stream_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, stack: SpilledStack) -> None:
@@ -172,9 +176,9 @@ def _stream_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, stack: SpilledStack)
     same bytes ``np.save`` would write for the whole array."""
     info.compress_type = zipfile.ZIP_DEFLATED
     if hasattr(info, "compress_level"):  # Python ≥ 3.13
-        info.compress_level = 1
+        info.compress_level = ZIP_LEVEL
     else:
-        info._compresslevel = 1  # type: ignore[attr-defined]
+        info._compresslevel = ZIP_LEVEL  # type: ignore[attr-defined]
     header = np.lib.format.header_data_from_array_1_0(np.empty((0,), stack.dtype))
     header["shape"] = stack.shape
     with zf.open(info, "w", force_zip64=stack.nbytes > 2**31 - 2**20) as f:
