@@ -157,7 +157,7 @@ def assemble(
     as it arrives, so they are never held twice; with ``spill`` that stack lives in a spill file
     (``SpilledStack``), as the images do, and the audit's memory does not grow with them."""
     smalls: dict[str, np.ndarray | SpilledStack] = {}
-    kept: dict[int, BatchResult] = {}
+    by_task: dict[int, BatchResult] = {}
     numbers: list[int] = []
     for r in results:
         numbers.append(r.task)
@@ -169,14 +169,14 @@ def assemble(
                 )
             smalls[r.method][r.idx] = r.small
             r.small = None
-        kept[r.task] = r
+        by_task[r.task] = r
     numbers.sort()
     if numbers != list(range(len(tasks))):
         lost = sorted(set(range(len(tasks))) - set(numbers))
         twice = sorted({k for k in numbers if numbers.count(k) > 1})
         raise RuntimeError(f"engine returned batches wrongly: lost {lost}, twice {twice}")
     out: dict[str, MethodResult] = {}
-    for r in (kept[k] for k in numbers):
+    for r in (by_task[k] for k in numbers):
         m = out.setdefault(r.method, MethodResult(small=smalls.get(r.method)))
         m.rows += r.rows
         m.kept.update(r.kept)
