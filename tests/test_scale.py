@@ -3,6 +3,8 @@ TorchScript, compact maps, one prediction pass, bad model outputs, devices, the 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -241,8 +243,34 @@ def test_budget_samples_costly_methods_with_intervals(data) -> None:
     done = np.zeros(len(data), bool)
     done[covered] = True
     assert np.isfinite(lime_maps[done]).all() and np.isnan(lime_maps[~done]).all()
-    assert len(audit.plan) == 5  # header, one line per method, the other steps, the sanity check
+    # header, one line per method, the other steps, the sanity check, and LIME's count when it
+    # runs (last, on the time the other steps left)
+    assert len(audit.plan) == 6
     assert "other steps" in audit.plan[3] and "sanity check" in audit.plan[3]
+    assert "runs last" in audit.plan[2] and "left" in audit.plan[5] and "6 of 12" in audit.plan[5]
+
+
+def test_budget_gives_costly_methods_the_time_really_left(data, monkeypatch) -> None:
+    # the recorded 224-px audit overran its budget by 4 minutes because the other steps took
+    # longer than planned: the costly methods now run last, sized on the time actually left
+    import leakaudit.auditing.model_audit as ma
+
+    model = build("small_cnn", 3, seed=0, width=4).eval()
+    methods = {"saliency": {}, "lime": {"n_samples": 64, "n_segments": 8}}
+    checks = Checks(discovery=False, sanity=False)
+    plenty = _audit(model, data, methods, budget_s=5.0, checks=checks)
+    assert "lime" not in plenty.covered  # 5 s covers every image of this tiny set
+    slow_ablation = ma.region_ablation
+
+    def slow(*args, **kwargs):
+        time.sleep(5.5)  # a step that takes longer than the plan said
+        return slow_ablation(*args, **kwargs)
+
+    monkeypatch.setattr(ma, "region_ablation", slow)
+    late = _audit(model, data, methods, budget_s=5.0, checks=checks)
+    assert len(late.covered["lime"]) == 6  # the budget is spent: the per-class minimum
+    assert "runs last" in late.plan[2] and "0 s of the budget left: 6 of 12" in late.plan[-1]
+    assert late.seconds["ablation"] >= 5.5
 
 
 def test_budget_reserves_the_other_steps_first(data) -> None:

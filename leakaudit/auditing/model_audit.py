@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from leakaudit.auditing.budget import Plan, make_plan, stratified_sample
+from leakaudit.auditing.budget import COSTLY, Plan, make_plan, stratified_sample
 from leakaudit.auditing.verdict import Condition, Thresholds, build_conditions, verdict
 from leakaudit.data.samples import Dataset
 from leakaudit.data.spill import SpilledStack
@@ -268,6 +268,7 @@ def audit_model(
     sample (see ``budget.py``); ``layer`` is Grad-CAM's layer (default: the last conv);
     ``engine`` says where the per-sample work runs (``leakaudit/engines``: local or Ray)."""
     checks = checks or Checks()
+    started = time.perf_counter()  # a budget bounds the whole audit, predictions included
     timings: dict[str, float] = {}
     labels = data.labels()
     n = len(data)
@@ -298,13 +299,25 @@ def audit_model(
     methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
     if n:  # bounded memory at large image sizes; unchanged at ≤ 64 px
         batch_size = images_per_batch(batch_size, data[0].shape[:2])
+    find = checks.discovery and find_with is not None
+    # under a budget the costly methods run last, on the time the other steps really left
+    # (discovery's own method, if costly, runs first: discovery needs its maps)
+    deferred = (
+        [m for m in methods if m in COSTLY and not (find and m == find_with)]
+        if budget_s is not None
+        else []
+    )
+    plan: Plan | None = None
     if n and (progress or budget_s is not None):
         reserve = _other_steps(model, data, methods, checks, budget_s is not None)
         plan = make_plan(model, _stack(data.samples[:batch_size]), methods, n, budget_s, reserve)
         for m, mp in plan.methods.items():
+            mp.deferred = m in deferred
             if mp.n_planned < n:
-                covered[m] = stratified_sample(labels, mp.n_planned, checks.seed)
-                mp.n_planned = len(covered[m])  # the per-class minimum may add a few
+                sample = stratified_sample(labels, mp.n_planned, checks.seed)
+                mp.n_planned = len(sample)  # the per-class minimum may add a few
+                if not mp.deferred:
+                    covered[m] = sample
         plan_lines = plan.lines()
         if checks.sanity:
             plan_lines.append(
@@ -321,7 +334,7 @@ def audit_model(
             set_aside[method] = str(e)
             continue
         params[method] = explainers[method].describe()
-    find = checks.discovery and find_with is not None and find_with not in covered
+    find = find and find_with not in covered
     # discovery works on ≤ 64 px (discovery_view): above that, on the compact maps
     small = n and max(data[0].shape[:2]) <= DISCOVERY_SIDE
     keep_full = find_with if find and small else None
@@ -330,28 +343,19 @@ def audit_model(
     job = Job(name, model_hash, labels, preds, confidence, p_true, frozenset(gallery), batch_size,
               keep_full, progress, known)  # fmt: skip
     runnable = {m: kw for m, kw in methods.items() if m in explainers}
-    orders = {m: covered.get(m, np.arange(n)) for m in runnable}
+    first = {m: kw for m, kw in runnable.items() if m not in deferred}
+    orders = {m: covered.get(m, np.arange(n)) for m in first}
     if tested:  # the removal / swap predictions, per sample, on the engine too
         orders[BEHAVIOUR] = np.arange(n)
+    small_shape = _compact_shape(data) if n else (1, 1)
     t0 = time.perf_counter()
-    done = explain(engine or EngineOptions(), job, model, runnable, explainers, orders,
-                   data.samples, cache, _compact_shape(data) if n else (1, 1))  # fmt: skip
+    done = explain(engine or EngineOptions(), job, model, first, explainers, orders,
+                   data.samples, cache, small_shape)  # fmt: skip
     timings["engine"] = time.perf_counter() - t0
     peak_mb["attributions"] = peak_rss_mb()
     release_freed_memory(slack=0)  # the later steps' buffers start from live memory only
-    for method in runnable:
-        res = done.get(method, MethodResult())
-        rows += res.rows
-        timings[method] = res.seconds
-        empty = np.full((n, *_compact_shape(data)), np.nan, np.float16) if n else None
-        small = res.small if res.small is not None else empty
-        compact_maps[method] = small if small is not None else np.zeros((0, 1, 1), np.float16)
-        gallery_maps[method] = _gallery_stack(res.kept, gallery, data)
-        if method == keep_full:
-            discovery_maps = res.full
-    per_sample = pd.DataFrame(
-        rows, columns=["id", "label", "pred", "method", *score_columns(), "confidence", "p_true"]
-    )
+    if keep_full:
+        discovery_maps = done.get(keep_full, MethodResult()).full
     behaviour: dict[str, dict[str, float]] = {}
     timings["behaviour"] = 0.0
     if tested:
@@ -366,7 +370,7 @@ def audit_model(
     suspects: list[Suspect] = []
     if find and n and find_with in explainers:
         t0 = time.perf_counter()
-        maps = np.concatenate(discovery_maps) if keep_full else compact_maps[find_with]
+        maps = np.concatenate(discovery_maps) if keep_full else done[find_with].small
         del discovery_maps
         suspects = check_suspects(model, data, maps, preds, checks.seed)
         timings["discovery"] = time.perf_counter() - t0
@@ -385,6 +389,43 @@ def audit_model(
         ablation = {k: v for k, v in abl.items() if np.isscalar(v)}
         timings["ablation"] = time.perf_counter() - t0
         peak_mb["ablation"] = peak_rss_mb()
+    if n and any(m in runnable for m in deferred):
+        later = {m: kw for m, kw in runnable.items() if m in deferred}
+        assert plan is not None and budget_s is not None  # deferred only under a budget
+        left = budget_s - (time.perf_counter() - started)
+        # the probe's passes ran on one batch already in memory; the prediction pass streamed
+        # every image (measured 31 vs 38 img/s at 224 px, docs/scale.md): cost at the slower
+        slower = max(1.0, timings["predict"] / n / plan.forward_s)
+        for m in later:
+            share = max(left, 0.0) / len(later)
+            plan.methods[m].per_image_s *= slower
+            cost = plan.methods[m].per_image_s
+            k = min(n, int(share // cost)) if cost > 0 else n
+            if k < n:
+                covered[m] = stratified_sample(labels, k, checks.seed)
+            plan.methods[m].n_planned = len(covered.get(m, labels))
+            line = plan.methods[m].line_when_run(left)
+            plan_lines.append(line)
+            if progress:
+                print(f"{name}: {line}", file=sys.stderr)
+        t0 = time.perf_counter()
+        orders = {m: covered.get(m, np.arange(n)) for m in later}
+        done.update(explain(engine or EngineOptions(), job, model, later, explainers, orders,
+                            data.samples, cache, small_shape))  # fmt: skip
+        timings["engine"] += time.perf_counter() - t0
+        peak_mb["sampled methods"] = peak_rss_mb()
+        release_freed_memory(slack=0)
+    for method in runnable:
+        res = done.get(method, MethodResult())
+        rows += res.rows
+        timings[method] = res.seconds
+        empty = np.full((n, *small_shape), np.nan, np.float16) if n else None
+        small = res.small if res.small is not None else empty
+        compact_maps[method] = small if small is not None else np.zeros((0, 1, 1), np.float16)
+        gallery_maps[method] = _gallery_stack(res.kept, gallery, data)
+    per_sample = pd.DataFrame(
+        rows, columns=["id", "label", "pred", "method", *score_columns(), "confidence", "p_true"]
+    )
 
     tells = [s.tell for s in data if s.tell is not None and s.tell.any()]
     tell_area = float(np.mean([t.mean() for t in tells])) if tells else float("nan")
