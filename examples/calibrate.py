@@ -18,6 +18,9 @@ rates per cell). Writes power.json and power.md to --out.
     # real data instead of shapes: BCCD cell crops (one 192-px window, 48 px, ≤ 160 a class)
     .venv/bin/python examples/calibrate.py --bccd examples/data/bccd --random-place --sizes 10 \
         --prevalences 0.8 --no-lime
+    # the same, each audit on every held-out crop (96) instead of 48
+    .venv/bin/python examples/calibrate.py --bccd examples/data/bccd --random-place --sizes 10 \
+        --prevalences 0.8 --no-lime --n-eval 96
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from leakaudit.data.formats import read_dataset
@@ -82,11 +86,19 @@ def main() -> None:
         help="only train clean models and audit them on clean images without annotations",
     )
     p.add_argument("--bccd", type=Path, default=None, help="BCCD VOC root: its cell crops as data")
+    p.add_argument(
+        "--n-eval",
+        type=int,
+        default=None,
+        help="images each audit sees, from the held-out split (default: the config's 48)",
+    )
     p.add_argument("--out", type=Path, default=Path("out/calibrate"))
     args = p.parse_args()
 
     t0 = time.perf_counter()
     base = DemoConfig() if args.full else DemoConfig.quick()
+    if args.n_eval is not None:
+        base = replace(base, n_eval=args.n_eval)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs.jsonl").unlink(missing_ok=True)
     if args.clean_only:
