@@ -195,9 +195,10 @@ _AUDIT_OPTIONS = [
     click.option(
         "--budget",
         default=None,
-        help="Time budget, e.g. 15m: LIME, occlusion, IG and SmoothGrad explain a stratified "
-        "sample that fits (reported with 95 % CIs); cheap methods cover every image "
-        "[default: none, every image].",
+        help="Time budget per model audited, e.g. 15m (compare: each model gets it): cheap "
+        "methods cover every image, the other checks run, then LIME, occlusion, IG and "
+        "SmoothGrad explain a stratified sample that fits the time left (reported with 95 % "
+        "CIs) [default: none, every image].",
     ),
     click.option(
         "--layer", default=None, help="Grad-CAM layer name [default: the last conv layer]."
