@@ -85,9 +85,28 @@ def test_swap_fail_line_stays_between_the_configured_warn_and_fail():
     # two classes: every error is a follow, so the test can never reject; the cap decides
     two = {"n_pairs": 100, "kept_true_class_rate": 0.6}
     assert swap_lines(two, 2, (0.25, 0.5)) == (0.25, 0.5)
-    # noisy small audit: the binomial line would be above the cap
+    # noisy small audit: no follow rate of 4 images rejects; the configured line decides
     noisy = {"n_pairs": 12, "kept_true_class_rate": 0.3}
     assert swap_lines(noisy, 4, (0.25, 0.5)) == (0.25, 0.5)
     # config still rules the bounds
     assert swap_lines(tiny, 4, (0.1, 0.3)) == (0.1, 0.1)
     assert swap_lines({}, 4, (0.25, 0.5)) == (0.25, 0.5)
+
+
+def test_swap_line_is_not_capped_where_the_binomial_test_decides():
+    from scipy.stats import binom
+
+    from leakaudit.auditing.verdict import SWAP_ALPHA, swap_lines
+
+    # a clean BCCD model (K = 3) on images holding a tell it does not use (docs/validity.md,
+    # seventh round): pasting over the cell left only 36 % of 34 images their class, so a
+    # tell-blind model follows at (1 − 0.36) / 2 = 0.32 by its errors; it followed 0.55, which
+    # the one-sided test does not reject. Capped at 0.5, the line failed it: a false alarm.
+    swap = {"n_pairs": 67, "follow_rate": 0.552, "kept_true_class_rate": 0.358}
+    warn, fail = swap_lines(swap, 3, (0.25, 0.5))
+    x = round(fail * 34)
+    chance = (1 - 0.358) / 2
+    assert binom.sf(x - 1, 34, chance) <= SWAP_ALPHA < binom.sf(x - 2, 34, chance)
+    assert fail > 0.552 and warn == 0.25
+    conds = build_conditions({"swap": swap}, {}, 0.02, Thresholds(), n_classes=3)
+    assert conds[0].status == WARN  # above the warn line, not a significant follow

@@ -101,11 +101,14 @@ def swap_lines(
     images* (1 − the share that kept their true class), not on clean ones: pasting a patch is
     also an occluder, and a tell-blind model's extra errors from it are not following. The
     number of trials is the number of images (pairs / (K − 1)): the K − 1 pastes into one image
-    are not independent. The configured pair still bounds the line: it is never below ``warn``
-    (a follow rate under a quarter is a small effect, whatever its p-value; clean models reached
-    0.17 at most in calibration) and never above ``fail`` (0.5: the pasted tell wins for most
-    images, the old fixed line — which also decides for K = 2, where every error is a follow
-    and the test cannot separate them). Without ``n_classes`` the configured pair is used."""
+    are not independent. The line is never below ``warn`` (a follow rate under a quarter is a
+    small effect, whatever its p-value; clean models reached 0.17 at most in calibration).
+    Where the test cannot decide — K = 2, where every error is a follow, or too few images for
+    any follow rate to reject — the configured ``fail`` (0.5, the old fixed line: the pasted tell
+    wins for most images) is the line. Where it can, it is not capped at ``fail``: a tell-blind
+    model whose pastes hide the object errs often, and a cap under the binomial line failed
+    such a clean model (docs/validity.md, seventh round). Without ``n_classes`` the configured
+    pair is used."""
     warn, cap = configured
     n_pairs = int(swap.get("n_pairs", 0) or 0)
     chance = swap_chance(float(swap.get("kept_true_class_rate", np.nan)), n_classes or 0)
@@ -115,9 +118,9 @@ def swap_lines(
     # smallest x with P(X ≥ x) ≤ alpha, X ~ Binomial(n, chance)
     x = np.arange(n + 2)
     ok = binom.sf(x - 1, n, chance) <= SWAP_ALPHA
-    critical = float(x[ok][0] / n) if ok.any() else float("inf")
-    fail = float(min(cap, max(warn, critical)))
-    return min(warn, fail), fail
+    decides = n_classes >= 3 and bool(ok[: n + 1].any())
+    fail = max(warn, float(x[ok][0] / n)) if decides else cap
+    return min(warn, fail), float(fail)
 
 
 def excess_mass(mass: float, area: float) -> float:
@@ -205,7 +208,7 @@ for _spec in (
         "where a one-sided binomial test (α = 0.001) rejects that rate",
         (Check("tell swap", "tell", _behaviour("swap", "follow_rate"), _known_swap_lines),
          Check("suspected tell swap", "suspect", _suspect_follow, _suspect_swap_lines)),
-        lines_note="0.25 / binomial line in [0.25, 0.50]",
+        lines_note="0.25 / binomial line (≥ 0.25; 0.50 where it cannot decide: K = 2, few images)",
     ),
     ConditionSpec(
         "tell_top_rate", "attribution", 0.25, 0.50,
