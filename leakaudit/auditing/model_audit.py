@@ -42,6 +42,7 @@ from leakaudit.models.train import (
     to_tensor,
 )
 from leakaudit.runtime import (
+    AMP_CPU_WARNING,
     images_per_batch,
     model_device,
     release_freed_memory,
@@ -297,6 +298,14 @@ def audit_model(
     peak_mb = {"predict": peak_rss_mb()}
     model_hash = model_fingerprint(model) if cache is not None and cache.enabled else ""
     methods = {m: _with_options(m, kw, amp, layer) for m, kw in methods.items()}
+    if (
+        progress
+        and n
+        and amp
+        and model_device(model).type == "cpu"
+        and set(methods) & set(AMP_METHODS)
+    ):
+        print(f"{name}: {AMP_CPU_WARNING}", file=sys.stderr)
     if n:  # bounded memory at large image sizes; unchanged at ≤ 64 px
         batch_size = images_per_batch(batch_size, data[0].shape[:2])
     find = checks.discovery and find_with is not None

@@ -33,7 +33,7 @@ from leakaudit.explain.lime import Lime, segment
 from leakaudit.explain.saliency import Saliency
 from leakaudit.models.train import predict_proba, to_tensor, train_classifier
 from leakaudit.models.zoo import SmallCNN
-from leakaudit.runtime import configure
+from leakaudit.runtime import autocast, configure, model_device
 
 N_SEGMENTS = 50
 FWD_BATCH = 256  # measured fastest on 2 cores: 512+ spills the caches and halves throughput
@@ -76,13 +76,16 @@ def lime_package_weights(
     n_samples: int,
     seed: int,
     batch_size: int = 10,
+    amp: bool = False,
 ) -> np.ndarray:
     """Superpixel weights from ``lime.lime_image`` with our segments; (N, Kmax) NaN-padded.
-    ``batch_size`` is lime's own (its default is 10)."""
+    ``batch_size`` is lime's own (its default is 10). ``amp``: the classifier function runs in
+    the same autocast as our ``--amp``, so the package can be timed at equal arithmetic."""
     from lime.lime_image import LimeImageExplainer
 
     def classifier_fn(batch: np.ndarray) -> np.ndarray:
-        return predict_proba(model, batch.astype(np.float32))
+        with autocast(model_device(model), amp):
+            return predict_proba(model, batch.astype(np.float32))
 
     k_max = int(segments.max()) + 1
     out = np.full((len(images), k_max), np.nan, dtype=np.float32)
