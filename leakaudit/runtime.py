@@ -149,8 +149,12 @@ def autocast(device: torch.device, enabled: bool):
 
     if not enabled:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """What ``--amp`` computes in on ``device``: bfloat16 on the CPU, float16 elsewhere."""
+    return torch.bfloat16 if device.type == "cpu" else torch.float16
 
 
 AMP_CPU_WARNING = (

@@ -27,10 +27,9 @@ from leakaudit.experiments.bench import (
 from leakaudit.explain.lime import Lime, segment
 from leakaudit.explain.saliency import Saliency
 from leakaudit.models.train import predict_proba, to_tensor, train_classifier
-from leakaudit.runtime import autocast, configure, model_device
+from leakaudit.runtime import amp_dtype, autocast, configure, model_device
 
 SCALE_CURVE = (96, 128, 200, 400)  # our LIME sample counts on the samples-vs-fidelity curve
-AMP_NAMES = {"cpu": "bf16 autocast", "gpu": "fp16 autocast"}  # what ``--amp`` runs as (runtime)
 
 
 def cpu_bf16_native() -> bool:
@@ -126,7 +125,8 @@ def run_scale_bench(
     sal.attribute(big[:batch], big_t[:batch])
     sal_rate = n_fwd / _cpu_timed(lambda: sal.attribute(big, big_t))[1]
 
-    amp_name = AMP_NAMES["cpu" if model_device(model).type == "cpu" else "gpu"]
+    amp_name = {torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype(model_device(model))]
+    amp_name += " autocast"
 
     def ours(n: int, sampling: str, width: float | None = 0.25, amp: bool = False):
         lime = Lime(model, n_samples=n, baseline="mean", seed=seed, sampling=sampling,
