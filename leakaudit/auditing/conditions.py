@@ -33,7 +33,8 @@ class Evidence:
     """What one audit measured, as the conditions read it.
 
     ``methods``: per-method means under their summary keys (``model_audit.summarise``);
-    ``suspect``: the top *strong* suspected tell (``model_audit.Suspect``) or None."""
+    ``suspect``: the suspected tell being judged (``suspects.Suspect``; one that ``may_fail``)
+    or None."""
 
     behaviour: dict[str, dict[str, float]] = field(default_factory=dict)
     methods: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -108,19 +109,35 @@ def swap_lines(
     wins for most images) is the line. Where it can, it is not capped at ``fail``: a tell-blind
     model whose pastes hide the object errs often, and a cap under the binomial line failed
     such a clean model (docs/validity.md, seventh round). Without ``n_classes`` the configured
-    pair is used."""
+    pair is used.
+
+    Where the test also pasted a control colour into the same boxes (``swap_test(control=True)``,
+    suspected tells), the line is also never below the one the same test puts against the rate
+    at which the control copy is "followed" (for any K), and a control no follow rate can beat
+    leaves the swap unable to fail: errors that a patch of *any* colour pushes towards the
+    target class are not following its colour. A single-colour suspect shows why: all its pairs
+    target one class, so a model whose every paste error goes there (a blob read as a platelet)
+    follows at twice the uniform rate (docs/validity.md, ninth round). Lines only rise by it."""
     warn, cap = configured
     n_pairs = int(swap.get("n_pairs", 0) or 0)
     chance = swap_chance(float(swap.get("kept_true_class_rate", np.nan)), n_classes or 0)
     if not n_classes or n_pairs <= 0 or not np.isfinite(chance):
         return warn, cap
     n = max(1, int(round(n_pairs / (n_classes - 1))))
-    # smallest x with P(X ≥ x) ≤ alpha, X ~ Binomial(n, chance)
-    x = np.arange(n + 2)
-    ok = binom.sf(x - 1, n, chance) <= SWAP_ALPHA
-    decides = n_classes >= 3 and bool(ok[: n + 1].any())
-    fail = max(warn, float(x[ok][0] / n)) if decides else cap
+    line = _binomial_line(n, chance)
+    fail = max(warn, line) if n_classes >= 3 and line <= 1 else cap
+    control = float(swap.get("control_follow_rate", np.nan))
+    if np.isfinite(control):
+        beaten = _binomial_line(n, control)
+        fail = max(fail, warn, beaten) if beaten <= 1 else float("inf")
     return min(warn, fail), float(fail)
+
+
+def _binomial_line(n: int, chance: float) -> float:
+    """Smallest x/n with P(X ≥ x) ≤ ``SWAP_ALPHA``, X ~ Binomial(n, chance); inf if none."""
+    x = np.arange(n + 1)
+    ok = binom.sf(x - 1, n, float(np.clip(chance, 0.0, 1.0))) <= SWAP_ALPHA
+    return float(x[ok][0] / n) if ok.any() else float("inf")
 
 
 def excess_mass(mass: float, area: float) -> float:
@@ -137,6 +154,18 @@ def _behaviour(test: str, key: str) -> Measure:
 
 def _suspect_drop(e: Evidence, _m: str) -> float | None:
     return None if e.suspect is None else e.suspect.removal.get("accuracy_drop", np.nan)
+
+
+def _suspect_class_drop(e: Evidence, _m: str) -> float | None:
+    return None if e.suspect is None else e.suspect.removal.get("worst_class_drop_lower", np.nan)
+
+
+def _suspect_drop_lines(e: Evidence, configured: tuple[float, float]) -> tuple[float, float]:
+    """A weak suspect's raw accuracy drop only warns: it has no bound for its few images (a
+    clean model lost 0.15 of 20 when a box beside a small cell was covered; docs/validity.md,
+    ninth round), so a weak suspect fails on removal through the worst-class lower bound."""
+    weak = e.suspect is not None and not e.suspect.found.strong
+    return (configured[0], float("inf")) if weak else configured
 
 
 def _suspect_follow(e: Evidence, _m: str) -> float | None:
@@ -183,11 +212,12 @@ for _spec in (
     ConditionSpec(
         "removal_accuracy_drop", "behaviour", 0.10, 0.20,
         "accuracy lost when the tell is covered by a neutral local fill",
-        "accuracy drop when the tell (or the top strong suspect, found without annotations) is "
+        "accuracy drop when the tell (or the judged suspect, found without annotations) is "
         "covered by the median colour of the pixels around it; covering ~2 % of the pixels "
-        "should not cost a tell-blind model anything, 20 points is a large, causal loss",
+        "should not cost a tell-blind model anything, 20 points is a large, causal loss (a weak "
+        "suspect's drop only warns: it fails through the worst-class lower bound)",
         (Check("tell removal", "tell", _behaviour("removal", "accuracy_drop")),
-         Check("suspected tell removal", "suspect", _suspect_drop)),
+         Check("suspected tell removal", "suspect", _suspect_drop, _suspect_drop_lines)),
     ),
     ConditionSpec(
         "removal_class_drop", "behaviour", 0.10, 0.20,
@@ -197,15 +227,17 @@ for _spec in (
         "look and that one only by its tell; the lower bound keeps a small class from failing on "
         "a few flips",
         (Check("tell removal, worst class", "tell",
-               _behaviour("removal", "worst_class_drop_lower")),),
+               _behaviour("removal", "worst_class_drop_lower")),
+         Check("suspected tell removal, worst class", "suspect", _suspect_class_drop)),
     ),
     ConditionSpec(
         "swap_follow_rate", "behaviour", 0.25, 0.50,
         "share of images predicted as the class whose tell colour was pasted in",
         "share of images predicted as the class whose tell colour was painted into the tell box "
-        "(every other class tried; the same for the top strong suspect); a tell-blind model "
-        "follows only by error, at about (1 − kept-class rate)/(K − 1), and the fail line is "
-        "where a one-sided binomial test (α = 0.001) rejects that rate",
+        "(every other class tried; the same for the judged suspect); a tell-blind model "
+        "follows only by error, at about (1 − kept-class rate)/(K − 1) — for a suspect, or at "
+        "the rate a control colour pasted into the same boxes is 'followed', whichever is "
+        "larger — and the fail line is where a one-sided binomial test (α = 0.001) rejects it",
         (Check("tell swap", "tell", _behaviour("swap", "follow_rate"), _known_swap_lines),
          Check("suspected tell swap", "suspect", _suspect_follow, _suspect_swap_lines)),
         lines_note="0.25 / binomial line (≥ 0.25; 0.50 where it cannot decide: K = 2, few images)",

@@ -471,8 +471,9 @@ def audit_model(
 
 
 SUSTAINED_S = 5.0  # a prediction pass this long is a rate measurement (warm-up is noise in it)
-SUSPECT_PASSES = 3  # forwards per image for testing the top suspects (removal + swap), measured
-# at 2.2 on the 1 000-crop audit of docs/scale.md (3 classes, one strong suspect)
+SUSPECT_PASSES = 4  # forwards per image for testing the top suspects (removal + swap), measured
+# at 2.2 on the 1 000-crop audit of docs/scale.md (3 classes, one strong suspect), before each
+# held suspect's swap added a control paste per image (not re-measured: one more per image)
 
 
 def _other_steps(

@@ -111,40 +111,69 @@ def build_conditions(
     set_aside: dict[str, str] | None = None,
 ) -> list[Condition]:
     """Every check of every registered condition, in scope order (known tell, each method, the
-    top strong suspect, the model), from behavioural results and per-method means.
+    judged suspect, the model), from behavioural results and per-method means.
 
     Methods in ``untrusted`` failed the randomisation sanity check: their conditions are shown
     but set aside (N/A), since their maps do not depend on the model. Methods in ``set_aside``
     (method → reason) could not run: one N/A row each, never silently missing. ``n_classes``
     (the model's K) sets the swap condition's fail line by a binomial test (``swap_lines``).
-    Only a *strong* suspect is tested: the behaviour, not the picture, is the evidence, so a
-    suspect that the model does not actually use cannot fail the audit."""
-    strong = [s for s in suspects if s.found.strong]
-    ev = Evidence(behaviour, methods, tell_area, n_classes, strong[0] if strong else None,
-                  ablation or {})  # fmt: skip
+
+    Suspects: only those that ``may_fail`` (every strong one; weak colour-first ones) are held
+    against the lines — the behaviour, not the picture, is the evidence. Each is measured; the
+    rows shown are those of the one whose result is worst (most FAILs, then WARNs; ties: the
+    ranking's order), and that suspect is marked ``judged``. Any suspect that fails the audit is
+    therefore the one its rows show."""
+    held = [s for s in suspects if getattr(s, "may_fail", False)]
+    for s in suspects:
+        if hasattr(s, "judged"):
+            s.judged = False
+    args = (behaviour, methods, tell_area, n_classes)
+    ev = Evidence(*args, None, ablation or {})
     conds: list[Condition] = []
     for scope in SCOPES:
-        targets = list(methods) if scope == "method" else [""]
-        for target in targets:
-            for spec in CONDITIONS.values():
-                for check in (c for c in spec.checks if c.scope == scope):
-                    value = check.measure(ev, target)
-                    if value is None:
-                        continue
-                    lines = thresholds[spec.kind]
-                    if check.lines is not None:
-                        lines = check.lines(ev, lines)
-                    c = Condition(check.name.format(method=target), spec.kind, spec.evidence,
-                                  value, *lines)  # fmt: skip
-                    if target in untrusted and c.status != NA:
-                        c.status, c.set_aside = NA, SANITY_FAILED
-                    conds.append(c)
+        if scope == "suspect":
+            options = [_scope_rows(Evidence(*args, s, ablation or {}), scope, thresholds,
+                                   untrusted) for s in held]  # fmt: skip
+            if options:
+                best = min(range(len(options)), key=lambda i: (_severity(options[i]), i))
+                held[best].judged = True
+                conds += options[best]
+            continue
+        conds += _scope_rows(ev, scope, thresholds, untrusted)
         if scope == "method":
             for method, reason in (set_aside or {}).items():  # could not run: N/A
                 lines = thresholds["tell_top_rate"]
                 conds.append(Condition(f"{method}: set aside", "tell_top_rate", "attribution",
                                        float("nan"), *lines, reason))  # fmt: skip
     return conds
+
+
+def _severity(rows: list[Condition]) -> tuple[int, int]:
+    """Sort key: more FAILs first, then more WARNs."""
+    return (-sum(c.status == FAIL for c in rows), -sum(c.status == WARN for c in rows))
+
+
+def _scope_rows(
+    ev: Evidence, scope: str, thresholds: Thresholds, untrusted: set[str] | frozenset[str]
+) -> list[Condition]:
+    """The condition rows of one scope (one per method in the method scope)."""
+    rows: list[Condition] = []
+    targets = list(ev.methods) if scope == "method" else [""]
+    for target in targets:
+        for spec in CONDITIONS.values():
+            for check in (c for c in spec.checks if c.scope == scope):
+                value = check.measure(ev, target)
+                if value is None:
+                    continue
+                lines = thresholds[spec.kind]
+                if check.lines is not None:
+                    lines = check.lines(ev, lines)
+                c = Condition(check.name.format(method=target), spec.kind, spec.evidence,
+                              value, *lines)  # fmt: skip
+                if target in untrusted and c.status != NA:
+                    c.status, c.set_aside = NA, SANITY_FAILED
+                rows.append(c)
+    return rows
 
 
 def verdict(conditions: list[Condition]) -> str:
@@ -171,8 +200,8 @@ def verdict_line(verdict: str, conditions) -> str:
     if failed:
         line += f", {len(failed)} failed"
     if not can_fail:
-        line += (" (none of them can fail: without tell annotations and without a strong "
-                 "suspected tell, the audit could not test for a leak)")  # fmt: skip
+        line += (" (none of them can fail: without tell annotations and without a suspected "
+                 "tell strong enough to test, the audit could not test for a leak)")  # fmt: skip
     return line
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -120,12 +121,31 @@ def removal_test(
     }
 
 
+def control_colour(
+    image: np.ndarray, box: tuple[int, int, int, int], colours: Iterable[Sequence[float]]
+) -> tuple[float, ...]:
+    """The colour of the control paste for ``box`` in ``image`` (see ``swap_test``): the corner of
+    the colour cube farthest from the tested colours and from the box's surroundings, so it is a
+    visible patch that is none of the suspected tells. Deterministic: no seed to choose."""
+    x0, y0, x1, y1 = box
+    mask = np.zeros(image.shape[:2], bool)
+    mask[max(0, y0) : y1, max(0, x0) : x1] = True
+    ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
+    around = np.median(image[ring] if ring.any() else image.reshape(-1, image.shape[-1]), axis=0)
+    c = image.shape[-1]
+    cube = np.array(list(itertools.product((0.0, 1.0), repeat=c)))
+    avoid = np.array([*(np.asarray(v, float)[:c] for v in colours), around[:c]])
+    dist = np.linalg.norm(cube[:, None, :] - avoid[None], axis=-1).min(axis=1)
+    return tuple(float(v) for v in cube[int(np.argmax(dist))])
+
+
 def swap_test(
     model: nn.Module,
     samples: Sequence[Sample],
     colours: Mapping[int, Sequence[float]],
     box: tuple[int, int, int, int] | None = None,
     painted: Sequence[np.ndarray] | None = None,
+    control: bool = False,
 ) -> dict[str, float]:
     """Paint every *other* class's tell colour into each tell box; rate of predicting that class.
 
@@ -134,6 +154,13 @@ def swap_test(
     tell-blind model is ~0 (it keeps predicting the true class); a model that follows the tell
     scores ~1. ``painted`` (per sample, the predictions of its painted copies in ``colours``
     order, from ``behaviour_predictions``) spares predicting them here.
+
+    ``control``: also paste, once per image and into the same box, a colour that is none of
+    ``colours`` (``control_colour``), and report how often *that* copy is predicted as each
+    pair's target class (``control_follow_rate``). A patch can push a model towards one class
+    whatever its colour (in blood-cell crops a small blob looks like a platelet); the colour is
+    only what the model follows when its copies follow more often than the control's. Used for
+    suspected tells (``conditions.swap_lines``), whose colours discovery only guessed.
     """
     if painted is not None:
         pairs = [(s, o) for s in samples if (box or s.tell_box) is not None
@@ -146,7 +173,15 @@ def swap_test(
     if not pairs:
         return _swap_rates(pairs, np.zeros(0, np.int64))
     copies = (draw_rectangle(s.image, box or s.tell_box, colours[o])[0] for s, o in pairs)
-    return _swap_rates(pairs, predict_labels(model, copies))
+    rates = _swap_rates(pairs, predict_labels(model, copies))
+    if control:
+        tested = list(colours.values())
+        controls = (draw_rectangle(s.image, b, control_colour(s.image, b, tested))[0]
+                    for s in with_box for b in [box or s.tell_box])  # fmt: skip
+        per_image = dict(zip(map(id, with_box), predict_labels(model, controls), strict=True))
+        got = np.array([per_image[id(s)] for s, _ in pairs])
+        rates["control_follow_rate"] = float((got == np.array([o for _, o in pairs])).mean())
+    return rates
 
 
 def _swap_rates(pairs: Sequence[tuple[Sample, int]], preds: np.ndarray) -> dict[str, float]:

@@ -33,6 +33,13 @@ class Suspect:
     removal: dict[str, float]
     swap: dict[str, float]
     iou_with_known: float  # overlap with the annotated tell box, when one is known (else NaN)
+    # set by ``verdict.build_conditions``: this suspect's tests are the audit's suspect rows
+    judged: bool = False
+
+    @property
+    def may_fail(self) -> bool:
+        """Whether its behaviour can fail the audit (see ``may_fail``)."""
+        return may_fail(self.found)
 
     @property
     def evidence(self) -> float:
@@ -42,6 +49,19 @@ class Suspect:
         vals = [self.removal.get("accuracy_drop", np.nan), self.swap.get("follow_rate", np.nan)]
         vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
         return max(vals, default=0.0)
+
+
+def may_fail(found: SuspectedTell) -> bool:
+    """A suspect whose behaviour is held against the fail lines: every *strong* one, and a weak
+    *colour-first* one (``moves``) with a score above 0 — a colour that the model looks at more
+    in one class's images than the colour is found in the others', in a box per image outside
+    the object. A weak *place-first* box is not held: it is one place in every image, and on
+    clean models it often sits on the object, whose removal costs accuracy because the object
+    is the evidence (docs/validity.md, false alarms). Why weak colour suspects are held at all:
+    a tell that moves is looked at in fewer images than one that stays, so its score stays
+    under the strong line even when the model relies on it (docs/validity.md, ninth round);
+    the lines they are held to need more than a raw accuracy drop (``conditions``)."""
+    return found.strong or (found.moves and found.score > 0)
 
 
 def check_suspects(
@@ -70,7 +90,8 @@ def check_suspects(
         if sus.moves:  # colour-first: a box per image (discovery.moving_suspect_samples)
             hit, affected, swapped = moving_suspect_samples(data.samples, sus)
             removal = removal_test(model, affected, predictions=preds[hit])
-            swap = swap_test(model, swapped, dict(sus.colours)) if sus.colours else {}
+            swap = (swap_test(model, swapped, dict(sus.colours), control=may_fail(sus))
+                    if sus.colours else {})  # fmt: skip
             pairs = [(sus.boxes[i], data[i].tell_box) for i in hit if data[i].tell_box]
             iou = float(np.mean([box_iou(a, b) for a, b in pairs])) if pairs else float("nan")
             out.append(Suspect(sus, removal, swap, iou))
@@ -79,7 +100,8 @@ def check_suspects(
         hit = [i for i, s in enumerate(data) if s.label in sus.classes]
         affected = [data.samples[i] for i in hit]
         removal = removal_test(model, affected, mask=mask, predictions=preds[hit])
-        swap = swap_test(model, list(data), dict(sus.colours), box=sus.box) if sus.colours else {}
+        swap = (swap_test(model, list(data), dict(sus.colours), box=sus.box,
+                          control=may_fail(sus)) if sus.colours else {})  # fmt: skip
         known = [s.tell_box for s in data if s.tell_box is not None and s.label in sus.classes]
         iou = float(np.mean([box_iou(sus.box, b) for b in known])) if known else float("nan")
         out.append(Suspect(sus, removal, swap, iou))

@@ -106,18 +106,21 @@ def render_markdown(s: dict[str, Any], data: ReportData) -> str:
     ]
 
     for m in models:
-        strong = [x for x in s["models"][m]["suspected_tells"] if x.get("strong")]
-        if strong:
-            x = strong[0]
+        sus = s["models"][m]["suspected_tells"]
+        # the judged suspect (its rows are the conditions'); summaries written before it: strong
+        held = [x for x in sus if x.get("judged")] or [x for x in sus if x.get("strong")]
+        if held:
+            x = held[0]
             drop = (x.get("removal") or {}).get("accuracy_drop")
             follow = (x.get("swap") or {}).get("follow_rate")
+            kind = "strong" if x.get("strong") else "weak, colour-first"
             lines.append(
-                f"- Top suspect ({md_escape(m)}): box {md_escape(tuple(x['box']))}, "
+                f"- Judged suspect ({md_escape(m)}, {kind}): box {md_escape(tuple(x['box']))}, "
                 f"classes {md_escape(', '.join(x['classes']))}; covering it costs "
                 f"{fmt(drop)} accuracy, swapping it is followed {fmt(follow, 2)}."
             )
         else:
-            lines.append(f"- Top suspect ({md_escape(m)}): none strong.")
+            lines.append(f"- Judged suspect ({md_escape(m)}): none held to the lines.")
     problems = s.get("data_problems") or []
     lines.append(
         f"- Data problems: {len(problems)}" + (" (listed in report.html)." if problems else ".")

@@ -56,6 +56,8 @@ def to_summary(result: AuditResult) -> dict[str, Any]:
                     "share": x.found.share,
                     "score": x.found.score,
                     "strong": x.found.strong,
+                    "may_fail": x.may_fail,
+                    "judged": x.judged,
                     "source": x.found.source,
                     "removal": _named(x.removal, result.class_names),
                     "swap": x.swap,
