@@ -211,6 +211,7 @@ def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
     conds = [c for c in audit.conditions if c.name.startswith("suspected")]
     top = audit.suspects[0].found if audit.suspects else None
     strong = [x.found for x in audit.suspects if x.found.strong]
+    judged = next((x.found for x in audit.suspects if x.judged), None)
     relied = relied_classes(audit)
     return {
         "leak": any(c.status == "FAIL" for c in conds),
@@ -223,6 +224,9 @@ def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
         "relied_classes": relied,
         "coverage_relied": suspect_coverage(top, data, relied),
         "coverage_relied_strong": suspect_coverage(strong, data, relied),
+        # the same by the *judged* suspect, the one whose tests are the suspect rows (set
+        # 2026-12-05 after the ninth round's first results; docs/validity.md, ninth round)
+        "coverage_relied_judged": suspect_coverage(judged, data, relied),
         "top_source": top.source if top is not None else None,
         "top_strong": bool(top.strong) if top is not None else False,
     }
