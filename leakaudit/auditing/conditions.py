@@ -129,7 +129,7 @@ def swap_lines(
     control = float(swap.get("control_follow_rate", np.nan))
     if np.isfinite(control):
         beaten = _binomial_line(n, control)
-        fail = max(fail, warn, beaten) if beaten <= 1 else float("inf")
+        fail = max(fail, beaten) if beaten <= 1 else float("inf")
     return min(warn, fail), float(fail)
 
 

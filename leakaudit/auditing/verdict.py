@@ -123,10 +123,9 @@ def build_conditions(
     rows shown are those of the one whose result is worst (most FAILs, then WARNs; ties: the
     ranking's order), and that suspect is marked ``judged``. Any suspect that fails the audit is
     therefore the one its rows show."""
-    held = [s for s in suspects if getattr(s, "may_fail", False)]
+    held = [s for s in suspects if s.may_fail]
     for s in suspects:
-        if hasattr(s, "judged"):
-            s.judged = False
+        s.judged = False
     args = (behaviour, methods, tell_area, n_classes)
     ev = Evidence(*args, None, ablation or {})
     conds: list[Condition] = []

@@ -20,7 +20,7 @@ from torch import nn
 
 from leakaudit.data.samples import Sample
 from leakaudit.data.tells import draw_rectangle
-from leakaudit.evidence.discovery import wilson_lower
+from leakaudit.evidence.discovery import suspected_tell_mask, wilson_lower
 from leakaudit.models.train import predict_proba
 from leakaudit.runtime import images_per_batch
 
@@ -34,13 +34,19 @@ def neutral_fill(image: np.ndarray, mask: np.ndarray, ring: int = 2) -> np.ndarr
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return image.copy()
-    border = ndimage.binary_dilation(mask, iterations=ring) & ~mask
+    border = _border(mask, ring)
     source = image[border] if border.any() else image[~mask]
     if len(source) == 0:
         source = np.full((1, image.shape[-1]), 0.5, dtype=image.dtype)
     out = image.copy()
     out[mask] = np.median(source, axis=0)
     return out
+
+
+def _border(mask: np.ndarray, ring: int) -> np.ndarray:
+    """The ``ring``-pixel band just outside ``mask``: the surroundings a fill or a control
+    colour is read from."""
+    return ndimage.binary_dilation(mask, iterations=ring) & ~mask
 
 
 def predict_labels(
@@ -127,10 +133,7 @@ def control_colour(
     """The colour of the control paste for ``box`` in ``image`` (see ``swap_test``): the corner of
     the colour cube farthest from the tested colours and from the box's surroundings, so it is a
     visible patch that is none of the suspected tells. Deterministic: no seed to choose."""
-    x0, y0, x1, y1 = box
-    mask = np.zeros(image.shape[:2], bool)
-    mask[max(0, y0) : y1, max(0, x0) : x1] = True
-    ring = ndimage.binary_dilation(mask, iterations=2) & ~mask
+    ring = _border(suspected_tell_mask(box, image.shape), 2)
     around = np.median(image[ring] if ring.any() else image.reshape(-1, image.shape[-1]), axis=0)
     c = image.shape[-1]
     cube = np.array(list(itertools.product((0.0, 1.0), repeat=c)))
