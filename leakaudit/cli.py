@@ -32,6 +32,7 @@ from leakaudit.cli_types import (
 )
 from leakaudit.errors import LeakauditError
 from leakaudit.paths import check_out_dir
+from leakaudit.textsafe import terminal_text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -262,23 +263,25 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
     """
     from leakaudit.auditing.pipeline import AuditOptions, run_audit
     from leakaudit.report import write_report
+    from leakaudit.report.render import check_report_targets
 
     junit = cli.pop("junit", None)
     _shared_options(cli, format_, classes, methods, no_cache)
     cli["train"] = train
     opts = AuditOptions.merged(config_path, cli)
     check_out_dir(opts.out)
+    check_report_targets(opts.out, junit)
     result = run_audit(opts, progress=not quiet)
     html, summary = write_report(result, opts.out, command=command_text(), junit_path=junit)
     model = result.models["model"]
     problems = len(result.eval_data.problems)
-    click.echo(verdict_line(model.verdict, model.conditions))
+    click.echo(terminal_text(verdict_line(model.verdict, model.conditions)))
     click.echo(f"  accuracy on the {len(result.eval_data)} audited images "
                f"{model.eval_accuracy:.3f}; {problems} data problem(s) in the report")  # fmt: skip
     _echo_conditions(model.conditions)
     _echo_warnings(result.notes)
-    click.echo(f"report:  {html}")
-    click.echo(f"summary: {summary}")
+    click.echo(f"report:  {terminal_text(html)}")
+    click.echo(f"summary: {terminal_text(summary)}")
     _echo_cache(opts)
     sys.exit(exit_code([model.verdict], [model.conditions], fail_on))
 
@@ -302,25 +305,31 @@ def _triple(value: str | None, flag: str) -> list[float] | None:
 
 
 def _echo_conditions(conditions) -> None:
+    """Failed and warned conditions; names can hold class or file names, so made inert."""
     for c in conditions:
         if c.status in ("FAIL", "WARN"):
-            line = f"  {c.status}: {c.name} = {c.value:.3f} (warn ≥ {c.warn:g}"
+            line = f"  {c.status}: {terminal_text(c.name)} = {c.value:.3f} (warn ≥ {c.warn:g}"
             line += ")" if c.fail == float("inf") else f", fail ≥ {c.fail:g})"
             click.echo(line)
 
 
 def _echo_cache(opts) -> None:
-    from leakaudit.explain.cache import default_cache_dir
+    from leakaudit.explain.cache import cache_off_reason, default_cache_dir
 
-    if opts.cache:
-        where = opts.cache_dir or default_cache_dir()
-        click.echo(f"cache:   {where} (reused by later runs; --no-cache to skip)", err=True)
+    where = opts.cache_dir or default_cache_dir()
+    reason = cache_off_reason(where) if opts.cache else "--no-cache"
+    if reason:  # unusable or untrusted: the run went on without it (explain/cache.py)
+        click.echo(f"cache:   off ({terminal_text(reason)})", err=True)
+    else:
+        click.echo(f"cache:   {terminal_text(where)} (reused by later runs; --no-cache to skip)",
+                   err=True)  # fmt: skip
 
 
 def _echo_warnings(notes: list[str]) -> None:
+    """The notes that are warnings, one line each (they quote file names from the data)."""
     for note in notes:
         if note.startswith("Warning:"):
-            click.echo(note, err=True)
+            click.echo(terminal_text(note), err=True)
 
 
 @main.command()
@@ -344,6 +353,7 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
     """
     from leakaudit.auditing.pipeline import AuditOptions, run_compare
     from leakaudit.report import write_report
+    from leakaudit.report.render import check_report_targets
 
     junit = cli.pop("junit", None)
     _shared_options(cli, format_, classes, methods, no_cache)
@@ -352,18 +362,20 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
         raise click.BadParameter("--names needs two different names, e.g. clean,poisoned")
     opts = AuditOptions.merged(config_path, cli, need_model=False)
     check_out_dir(opts.out)
+    check_report_targets(opts.out, junit)
     result = run_compare(opts, model_a, model_b, (pair[0], pair[1]), progress=not quiet)
     html, summary = write_report(result, opts.out, command=command_text(), junit_path=junit)
     for name, audit in result.models.items():
-        click.echo(f"{name}: {verdict_line(audit.verdict, audit.conditions)}; accuracy "
-                   f"{audit.eval_accuracy:.3f}")  # fmt: skip
+        click.echo(terminal_text(f"{name}: {verdict_line(audit.verdict, audit.conditions)}; "
+                                 f"accuracy {audit.eval_accuracy:.3f}"))  # fmt: skip
     for row in result.comparison:
         if row["score"] in ("tell_mass", "outside_mass", "correct") and row["n"]:  # the headline
-            click.echo(f"  {row['method']:>9} {row['score']:<13} {pair[0]} − {pair[1]} = "
-                       f"{row['mean_diff']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]")  # fmt: skip
+            click.echo(terminal_text(
+                f"  {row['method']:>9} {row['score']:<13} {pair[0]} − {pair[1]} = "
+                f"{row['mean_diff']:+.3f} [{row['lo']:+.3f}, {row['hi']:+.3f}]"))  # fmt: skip
     _echo_warnings(result.notes)
-    click.echo(f"report:  {html}")
-    click.echo(f"summary: {summary}")
+    click.echo(f"report:  {terminal_text(html)}")
+    click.echo(f"summary: {terminal_text(summary)}")
     _echo_cache(opts)
     audits = list(result.models.values())
     sys.exit(exit_code([a.verdict for a in audits], [a.conditions for a in audits], fail_on))
@@ -404,9 +416,7 @@ def run(argv: list[str] | None = None) -> None:
         click.echo(f"error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except MemoryError:
-        click.echo(
-            "error: out of memory (try --limit, a smaller --size or fewer methods)", err=True
-        )
+        click.echo(_out_of_memory(args), err=True)
         sys.exit(2)
     except Exception as exc:
         if debug:
@@ -422,9 +432,24 @@ def run(argv: list[str] | None = None) -> None:
 
 
 def _one_line(text: str, limit: int = 400) -> str:
-    """First line of a message, shortened: errors are one line on the terminal."""
+    """First line of a message, shortened, control characters shown as escapes: errors are
+    one line on the terminal, and they quote file names and fields from the data."""
     line = text.strip().splitlines()[0] if text.strip() else "(no message)"
+    line = terminal_text(line)
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _out_of_memory(args: list[str]) -> str:
+    """The advice for the command that ran out: `report` has none of the audit's options."""
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command == "report":
+        from leakaudit.report.saved import CAP_ENV, DEFAULT_CAP_MB
+
+        return (
+            f"error: out of memory reading the saved results (lower {CAP_ENV}, default "
+            f"{DEFAULT_CAP_MB} MB, to refuse results this large before reading them)"
+        )
+    return "error: out of memory (try --limit, a smaller --size or fewer methods)"
 
 
 if __name__ == "__main__":

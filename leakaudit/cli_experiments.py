@@ -72,6 +72,7 @@ def demo(out_dir, seed, quick, tell_size, tell_position, prevalence, lime_sample
 
     from leakaudit.experiments.demo import DemoConfig, run_demo
     from leakaudit.report import write_report
+    from leakaudit.report.render import check_report_targets
 
     config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
     changes = {
@@ -82,6 +83,7 @@ def demo(out_dir, seed, quick, tell_size, tell_position, prevalence, lime_sample
     }
     config = replace(config, **{k: v for k, v in changes.items() if v is not None})
     check_out_dir(out_dir)
+    check_report_targets(out_dir, junit)
     result = run_demo(config, progress=not quiet)
     html, summary = write_report(result, out_dir, command=command_text(), junit_path=junit)
     for name, audit in result.models.items():

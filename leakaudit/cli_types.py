@@ -4,15 +4,29 @@ everywhere and bad values stop before any work."""
 
 from __future__ import annotations
 
+import math
+
 import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and ±inf: ``nan < 0`` is false, so a plain
+    range lets NaN through to code that then compares or averages with it."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        return rv
+
 
 SEED = click.IntRange(0, 2**32 - 1)  # numpy's SeedSequence takes non-negative integers
 SIDE = click.IntRange(8, 4096)  # model input side; the cap matches the checkpoint check
 POSITIVE = click.IntRange(min=1)
-FRACTION = click.FloatRange(0.0, 1.0)
+FRACTION = FiniteFloatRange(0.0, 1.0)
 LIME_SAMPLES = click.IntRange(min=8)  # fewer perturbations than this cannot rank superpixels
-MARGIN = click.FloatRange(min=0.0)
-WINDOW = click.FloatRange(min=1.0)
+MARGIN = FiniteFloatRange(min=0.0)
+WINDOW = FiniteFloatRange(min=1.0)
 FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
 MODES = click.Choice(["image", "crop"])
 # the dataset-format option every command that reads data shares
@@ -52,12 +66,16 @@ def detect_format(data: str) -> str:
 
 
 def csv_values(value: str | None, cast=str) -> list | None:
+    """``"a,b"`` → ``[cast(a), cast(b)]``; numbers must be finite (``"nan,0,0"`` is refused)."""
     if value is None:
         return None
     try:
-        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+        out = [cast(v.strip()) for v in value.split(",") if v.strip()]
     except ValueError as exc:
         raise click.BadParameter(f"cannot parse {value!r}") from exc
+    if any(isinstance(v, float) and not math.isfinite(v) for v in out):
+        raise click.BadParameter(f"{value!r}: expected finite numbers")
+    return out
 
 
 def parse_colour(value: str) -> tuple[float, float, float]:

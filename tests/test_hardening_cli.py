@@ -107,9 +107,9 @@ def test_bad_options_exit_2_before_any_work(ws, tmp_path, capsys, extra, message
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ('limit = "ten"', "option 'limit': expected int"),
-        ("seed = 1.5", "option 'seed'"),
-        ('lime_segments = "many"', "option 'lime_segments'"),
+        ('limit = "ten"', "limit: expected a whole number"),
+        ("seed = 1.5", "seed: expected a whole number"),
+        ('lime_segments = "many"', "lime_segments: expected a whole number"),
         ("thresholds = { tell_top_rate = [0.6, 0.5] }", "warn ≤ fail"),
         ("thresholds = { nonsense = [0.1, 0.2] }", "unknown threshold"),
     ],

@@ -179,9 +179,11 @@ def test_input_size_cap_is_a_default_not_a_law(tmp_path):
     assert meta["preprocessing"]["input_size"] == MAX_INPUT_SIDE + 1
 
 
-def test_hostile_arch_kwargs_are_caught_before_allocating(tmp_path):
+def test_hostile_arch_kwargs_are_caught_before_allocating(tmp_path, monkeypatch):
     # small_cnn with width 10**6 would need terabytes; the shapes are compared on the meta
-    # device first, so this is a "does not fit" message, not an allocation failure.
+    # device first, so this is a "does not fit" message, not an allocation failure (the
+    # parameter cap, raised here, would refuse it first: tests/test_hardening_v3_config.py).
+    monkeypatch.setenv("LEAKAUDIT_MAX_PARAMS", str(10**15))
     state = SmallCNN(3, width=4).state_dict()
     p = _checkpoint(tmp_path / "model.pt", state, arch="small_cnn", arch_kwargs={"width": 10**6},
                     classes=["a", "b", "c"])  # fmt: skip

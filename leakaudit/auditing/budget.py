@@ -41,21 +41,47 @@ TIMED_PASSES = 3  # per kind of pass, after a warm-up; the plan uses their media
 MIN_PER_CLASS = 2  # a per-class mean needs more than one image to have any spread
 
 
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_SPELLINGS = {"h": ("h", "hr", "hrs", "hour", "hours"), "m": ("m", "min", "mins", "minute",
+              "minutes"), "s": ("s", "sec", "secs", "second", "seconds")}  # fmt: skip
+_TERM = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]*)\s*")
+DURATION_FORM = "a positive number and a unit: 15m, 90s, 2.5h (or 1h30m; a bare number: seconds)"
+
+
 def parse_duration(text: str | float | int | None) -> float | None:
-    """``"15m"``, ``"90s"``, ``"1h30m"``, ``"2.5h"`` or plain seconds → seconds (None stays)."""
+    """``"15m"``, ``"90s"``, ``"1h30m"``, ``"2.5h"`` or plain seconds → seconds (None stays).
+
+    Strict on purpose: each term is one number and one unit, hours before minutes before
+    seconds, each unit once; ``1.2.3m`` or ``5mh`` were once read as some other budget."""
     if text is None:
         return None
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        s = text.strip().lower()
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*(h|m|s)?", s)
-        if not s or not parts or re.sub(r"[\d.\shms]", "", s):
-            raise ConfigError(f"cannot read duration {text!r}; use e.g. 15m, 90s, 1h30m")
-        unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "": 1.0}
-        seconds = sum(float(v) * unit[u] for v, u in parts)
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ConfigError(f"budget: expected {DURATION_FORM}, got {type(text).__name__} {text!r}")
+    seconds = float(text) if isinstance(text, (int, float)) else _duration_text(text)
     if not np.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"budget must be a positive duration, got {text!r}")
+        raise ConfigError(f"budget: must be a positive duration, got {text!r}; use {DURATION_FORM}")
+    return seconds
+
+
+def _duration_text(text: str) -> float:
+    s, pos, seconds, order = text.strip().lower(), 0, 0.0, "hms"
+    terms = []
+    while pos < len(s):
+        m = _TERM.match(s, pos)
+        if not m:
+            break
+        terms.append(m.groups())
+        pos = m.end()
+    units = [next((u for u, names in _SPELLINGS.items() if unit in names), None)
+             for _, unit in terms]  # fmt: skip
+    bare = len(terms) == 1 and terms[0][1] == ""
+    ranks = [order.index(u) for u in units if u is not None]
+    ok = (s and pos == len(s) and terms and (bare or None not in units)
+          and ranks == sorted(set(ranks)))  # fmt: skip
+    if not ok:
+        raise ConfigError(f"budget: cannot read {text!r}; use {DURATION_FORM}")
+    for (number, _), unit in zip(terms, units, strict=True):
+        seconds += float(number) * _UNITS.get(unit or "s", 1.0)
     return seconds
 
 

@@ -72,6 +72,9 @@ class ConditionSpec:
     measured: str  # how it is measured and why the lines are where they are (docs, legend)
     checks: tuple[Check, ...]
     lines_note: str = ""  # the docs' warn / fail cell when the lines are computed per audit
+    # where a configured warn/fail line means something: a rate or share cannot pass 1, and a
+    # line under 0 flags every model (a negative line once turned a warn-only check into LEAK)
+    line_range: tuple[float, float] = (0.0, 1.0)
 
 
 # ---------------------------------------------------------------- how values are measured
@@ -265,6 +268,7 @@ for _spec in (
         "share of above-chance accuracy the model keeps when the annotated object is removed; "
         "warns only: context can honestly carry class information (e.g. cell-crop scale)",
         (Check("object removed", "model", _retained),),
+        line_range=(0.0, float("inf")),  # a share that can exceed 1 (better without the object)
     ),
 ):  # fmt: skip
     register(_spec)

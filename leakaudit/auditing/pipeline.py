@@ -8,9 +8,7 @@ subclass naming the file and the problem.
 from __future__ import annotations
 
 import functools
-import math
 import time
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,23 +27,26 @@ from leakaudit.auditing.eval_set import (  # noqa: F401  (importable from here a
     unrepresented,
 )
 from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model, score_columns
+from leakaudit.auditing.option_types import check_type, read_config, thresholds_of
 from leakaudit.auditing.verdict import Thresholds
-from leakaudit.data.formats import detect_format, read_dataset
+from leakaudit.data.build import LABEL_RULES, MODES
+from leakaudit.data.formats import READERS, detect_format, read_dataset
+from leakaudit.data.names import check_audit_classes
 from leakaudit.data.samples import Dataset
 from leakaudit.engines import EngineOptions, check_engine
-from leakaudit.errors import ConfigError, DatasetError
+from leakaudit.errors import ConfigError, DatasetError, ModelLoadError
 from leakaudit.evidence.stats import paired_compare
 from leakaudit.explain import EXPLAINERS
+from leakaudit.explain.base import NotApplicable
 from leakaudit.explain.cache import AttributionCache, default_cache_dir
+from leakaudit.explain.gradcam import resolve_layer
+from leakaudit.explain.lime import BASELINES
 from leakaudit.explain.registry import method_params
+from leakaudit.models.arch import is_bundled, meta_build
 from leakaudit.models.fit import fit, stratified_split
 from leakaudit.models.load import ModelSpec, check_output_width, load_model, read_checkpoint_meta
+from leakaudit.models.zoo import ARCHITECTURES
 from leakaudit.runtime import configure, resolve_device
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
 
 
 @dataclass
@@ -103,72 +104,75 @@ class AuditOptions:
         cls, config_path: str | None, cli: dict[str, Any], need_model: bool = True
     ) -> AuditOptions:
         """Defaults, then the TOML file (top level or an [audit] table), then CLI values."""
-        values: dict[str, Any] = {}
-        if config_path:
-            try:
-                raw = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
-            except FileNotFoundError as e:
-                raise ConfigError(f"config file not found: {config_path}") from e
-            except tomllib.TOMLDecodeError as e:
-                raise ConfigError(f"{config_path}: invalid TOML: {e}") from e
-            values.update(raw.get("audit", raw))
-        values.update({k: v for k, v in cli.items() if v is not None})
+        values = read_config(config_path) if config_path else {}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} (known: {sorted(known)})")
-        for name, value in values.items():
-            check_type(name, value, _HINTS[name])
+            raise ConfigError(
+                f"{config_path}: unknown option(s) {unknown} (known: {sorted(known)})"
+            )
+        for name, value in values.items():  # the file's own values, even those a flag replaces
+            try:
+                check_type(name, value, _HINTS[name])
+            except ConfigError as e:
+                raise ConfigError(f"{config_path}: {e}") from e
+        values.update({k: v for k, v in cli.items() if v is not None})
         opts = cls(**values)
         opts.validate(need_model)
         return opts
 
     def validate(self, need_model: bool = True) -> None:
+        """Every value against its type and range, before any data is read: the CLI, the TOML
+        config and the Python API (which builds ``AuditOptions`` itself) all pass through here."""
+        for f in fields(self):
+            check_type(f.name, getattr(self, f.name), _HINTS[f.name])
         if not self.data:
             raise ConfigError("no dataset given: use --data PATH (or data = ... in the config)")
-        if self.format is None:
-            self.format = detect_format(self.data)
         if need_model and not self.model and not self.train:
             raise ConfigError("give a model with --model FILE, or --train to train one")
         unknown = [m for m in self.methods if m not in EXPLAINERS]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; known: {sorted(EXPLAINERS)}")
-        if self.mode not in ("image", "crop"):
-            raise ConfigError(f"mode must be image or crop, got {self.mode!r}")
         if not self.methods:
             raise ConfigError("no attribution method given: use e.g. --methods saliency,lime")
-        if self.preprocess not in PREPROCESS_PRESETS:
-            raise ConfigError(
-                f"unknown preprocess preset {self.preprocess!r}; use one of "
-                f"{sorted(k for k in PREPROCESS_PRESETS if k)}"
-            )
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise ConfigError(f"{name}: expected one of {shown}, got {getattr(self, name)!r}")
         if self.preprocess and (self.mean is not None or self.std is not None):
             raise ConfigError("give either --preprocess or --mean/--std, not both")
         for name, lo, hi in (("limit", 1, None), ("max_per_class", 1, None), ("size", 8, 4096),
                              ("lime_samples", 8, None), ("seed", 0, 2**32 - 1), ("epochs", 1, None),
-                             ("lime_segments", 2, None), ("ray_workers", 1, None)):  # fmt: skip
+                             ("lime_segments", 2, None), ("ray_workers", 1, None),
+                             ("margin", 0, None), ("window", 1, None)):  # fmt: skip
             v = getattr(self, name)
             if v is not None and (v < lo or (hi is not None and v > hi)):
                 bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
                 raise ConfigError(f"{name} must be {bound}, got {v}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if v is not None and len(v) != 3:
+                raise ConfigError(f"{name}: expected 3 numbers (R, G, B), got {v}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ConfigError(f"std: every value must be > 0, got {self.std}")
         resolve_device(self.device)  # ConfigError now, not after reading the data
         check_engine(self.engine)
         parse_duration(self.budget)
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
-        for name, pair in self.threshold_lines.as_dict().items():
-            if len(pair) != 2 or pair[0] > pair[1]:
-                raise ConfigError(
-                    f"threshold {name}: need [warn, fail] with warn ≤ fail, got {pair}"
-                )
+        _ = self.threshold_lines
+        if self.format is None:
+            self.format = detect_format(self.data)
+        if self.arch_kwargs and is_bundled(self.arch):  # a user's module is built at load
+            try:
+                meta_build(ARCHITECTURES[self.arch], self.arch_kwargs, 2)
+            except ModelLoadError as e:
+                raise ConfigError(str(e)) from e
 
     @functools.cached_property
     def threshold_lines(self) -> Thresholds:
         """``thresholds`` parsed once: validation, the audit and its result all use this."""
-        try:
-            return Thresholds.from_dict(self.thresholds)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"bad thresholds: {e}") from e
+        return thresholds_of(self.thresholds)
 
     def normalisation(self, card: dict[str, Any]) -> tuple[Any, Any]:
         """(mean, std): --preprocess preset, else --mean/--std, else the model card's."""
@@ -186,48 +190,16 @@ PREPROCESS_PRESETS: dict[str | None, tuple[Any, Any]] = {
 }
 
 
-def check_type(name: str, value: Any, hint: Any) -> None:
-    """A config value of the wrong type (``limit = "ten"``) is a one-line ConfigError."""
-    if not _matches(value, hint):
-        raise ConfigError(
-            f"option {name!r}: expected {_describe(hint)}, got {type(value).__name__} {value!r}"
-        )
-
-
-def _matches(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok and math.isfinite(value)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is list:
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(
-            _matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items()
-        )
-    return isinstance(value, origin or hint)
-
-
-def _describe(hint: Any) -> str:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-        return _describe(args[0]) + " (or nothing)"
-    return getattr(hint, "__name__", str(hint)).replace("typing.", "")
-
-
 _HINTS = typing.get_type_hints(AuditOptions)
+# options with a fixed set of values (None: left to a default or detected)
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "mode": MODES,
+    "format": (None, "memory", *READERS),  # "memory": the Python API's in-memory dataset
+    "label_rule": LABEL_RULES,
+    "lime_baseline": BASELINES,
+    "channel_order": ("RGB", "BGR"),
+    "preprocess": tuple(PREPROCESS_PRESETS),
+}
 
 
 def read_options(opts: AuditOptions, size: int | None, classes: list[str] | None) -> dict:
@@ -258,6 +230,7 @@ def _read(opts: AuditOptions, model_path: str | None, meta: dict) -> tuple[Datas
     data = read_dataset(opts.data, opts.format, **read_options(opts, size, classes))
     if len(data) == 0:
         raise DatasetError(f"{opts.data}: no usable samples after reading and filtering")
+    check_audit_classes(data, explicit=classes is not None)  # < 2 classes: nothing to compare
     return data, size
 
 
@@ -315,7 +288,13 @@ def _load(
     # load_model accepts it only when it names a bundled architecture.
     model = load_model(path, opts.arch, opts.arch_kwargs or None, n_classes=len(data.class_names))
     check_output_width(model, spec, len(data.class_names))
-    return spec.wrap(model), spec, crop_mismatch(opts, meta, path)
+    wrapped = spec.wrap(model)
+    if opts.layer and "gradcam" in opts.methods:  # a typo is an error now, not a set-aside method
+        try:
+            resolve_layer(wrapped, opts.layer)
+        except NotApplicable as e:
+            raise ConfigError(f"--layer {opts.layer}: {e}") from e
+    return wrapped, spec, crop_mismatch(opts, meta, path)
 
 
 def audit_one(
@@ -331,7 +310,7 @@ def audit_one(
         model, name, eval_data, methods, accuracy=float("nan"),
         thresholds=opts.threshold_lines, gallery=gallery_indices(eval_data),
         progress=progress, checks=checks,
-        cache=AttributionCache(opts.cache_dir or default_cache_dir(), enabled=opts.cache),
+        cache=AttributionCache(opts.cache_dir or default_cache_dir(), opts.cache, probe=True),
         device=resolve_device(opts.device), amp=opts.amp, budget_s=parse_duration(opts.budget),
         layer=opts.layer, engine=EngineOptions(opts.engine, opts.ray_address, opts.ray_workers),
     )  # fmt: skip

@@ -6,7 +6,9 @@ each is measured: the declarative list in ``conditions.py``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +36,15 @@ class Thresholds:
     lines: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = set(self.lines) - set(CONDITIONS)
-        if unknown:
+        if not isinstance(self.lines, Mapping):
             raise ValueError(
-                f"unknown threshold(s): {sorted(unknown)}; known: {sorted(CONDITIONS)}"
+                f"thresholds: expected a table of kind = [warn, fail], got {_shown(self.lines)}"
             )
+        unknown = sorted(str(k) for k in set(self.lines) - set(CONDITIONS))
+        if unknown:
+            raise ValueError(f"unknown threshold(s): {unknown}; known: {sorted(CONDITIONS)}")
         full = {k: (s.warn, s.fail) for k, s in CONDITIONS.items()}
-        full.update({k: tuple(float(x) for x in v) for k, v in self.lines.items()})
+        full.update({k: check_lines(k, v) for k, v in self.lines.items()})
         object.__setattr__(self, "lines", full)
 
     def __getitem__(self, kind: str) -> tuple[float, float]:
@@ -58,8 +62,46 @@ class Thresholds:
         return {k: list(v) for k, v in self.lines.items()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> Thresholds:
-        return cls(dict(values))
+    def from_dict(cls, values: Any) -> Thresholds:
+        """A config's ``[thresholds]`` table; every line checked (``check_lines``)."""
+        return cls(dict(values) if isinstance(values, Mapping) else values)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def check_lines(kind: str, value: Any) -> tuple[float, float]:
+    """``[warn, fail]`` of ``kind`` as floats, or a ValueError in the config's words.
+
+    Why so strict: every condition fails at ``value ≥ fail``, so a line outside the range where
+    the value lives (``ConditionSpec.line_range``) silently fails or passes every model, and
+    NaN compares false with everything. ``fail = inf`` is allowed: the kind then only warns."""
+    where = f"thresholds.{kind}"
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"{where}: expected [warn, fail] (two numbers), got {_shown(value)}")
+    lo, hi = CONDITIONS[kind].line_range
+    span = f"≥ {lo:g}" if hi == math.inf else f"between {lo:g} and {hi:g}"
+    for name, x in zip(("warn", "fail"), value, strict=True):
+        if not _real(x):
+            raise ValueError(f"{where}: {name} line must be a number, got {_shown(x)}")
+        if math.isnan(x) or x == -math.inf or (x == math.inf and name == "warn"):
+            allowed = "a finite number" + (" (or inf: never fails)" if name == "fail" else "")
+            raise ValueError(f"{where}: {name} line must be {allowed}, got {x}")
+        if not lo <= x <= hi and not (name == "fail" and x == math.inf):
+            raise ValueError(f"{where}: {name} line must be {span}, got {x:g}")
+    warn, fail = float(value[0]), float(value[1])
+    if warn > fail:
+        raise ValueError(
+            f"{where}: need [warn, fail] with warn ≤ fail (a value at or above a line meets "
+            f"it), got [{warn:g}, {fail:g}]"
+        )
+    return warn, fail
 
 
 @dataclass

@@ -26,6 +26,7 @@ from leakaudit.data.geometry import (
     polygon_mask,
 )
 from leakaudit.data.images import pixel_cap, read_image, resize_image, resize_mask
+from leakaudit.data.names import classes_without_images, display_name, name_problems
 from leakaudit.data.records import ImageRecord, ObjectAnn
 from leakaudit.data.samples import DataProblem, Dataset, Sample
 from leakaudit.data.spill import SpillStore, spill_limit_bytes
@@ -33,6 +34,10 @@ from leakaudit.errors import ConfigError, DatasetError
 
 DEFAULT_CROP_SIZE = 64
 MIN_CROP_BOX = 2.0  # px: crop mode skips smaller boxes (BCCD has 1×1 "boxes": nothing to see)
+# px: an image with a shorter side is skipped and counted. 8 is the smallest input side the CLI
+# accepts (--size): below it an image is a few pixels of colour stretched over the input, so
+# its attributions (and any "tell" in it) say nothing; a 1×1 image is one colour.
+MIN_IMAGE_SIDE = 8
 
 LABEL_RULES = ("unique", "error", "majority", "largest")
 MODES = ("image", "crop")
@@ -270,6 +275,7 @@ def build_dataset(
     if size is not None and size < 1:
         raise ConfigError(f"size must be ≥ 1, got {size}")
     class_names = _resolve_classes(records, classes, skip_unknown, problems, extra_classes)
+    problems.extend(name_problems(class_names))
     index = {c: k for k, c in enumerate(class_names)}
 
     units: list[_Unit] = []
@@ -319,9 +325,14 @@ def build_dataset(
             warnings.warn(f"skipped: {e}", DataWarning, stacklevel=2)
             problems.append(DataProblem(r.key, str(e), "skipped"))
             continue
+        h, w = image.shape[:2]
+        if min(h, w) < MIN_IMAGE_SIDE:
+            problems.append(
+                DataProblem(r.key, f"image is {w}×{h}, smaller than {MIN_IMAGE_SIDE} px", "skipped")
+            )
+            continue
         if conversion:
             problems.append(DataProblem(r.key, conversion, "converted"))
-        h, w = image.shape[:2]
         if r.size is not None and r.size != (w, h):
             hint = " (rotated: EXIF orientation?)" if r.size == (h, w) else ""
             problems.append(
@@ -385,8 +396,19 @@ def build_dataset(
                 store = SpillStore()  # decided once, at the first sample: the set is too big
             samples.append(sample.spill(store) if store is not None else sample)
 
+    problems[:] = [_printable(p) for p in problems]
     if not samples:
         summary = Counter(p.problem.split(" ")[0] + " … " + p.action for p in problems)
         hint = "; ".join(f"{n}× {k}" for k, n in summary.most_common(4)) or "no images found"
-        raise DatasetError(f"no usable samples in {source} (mode={mode}): {hint}")
-    return Dataset(samples, class_names, problems)
+        raise DatasetError(f"no usable samples in {display_name(source)} (mode={mode}): {hint}")
+    data = Dataset(samples, class_names, problems)
+    few = classes_without_images(data)
+    if few is not None:
+        problems.append(few)
+    return data
+
+
+def _printable(p: DataProblem) -> DataProblem:
+    """``p`` with any raw path text (lone surrogates) escaped, so every writer can take it."""
+    fixed = DataProblem(display_name(p.item), display_name(p.problem), display_name(p.action))
+    return p if fixed == p else fixed

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from leakaudit.data.images import over_cap, pixel_cap
+from leakaudit.data.names import shown
 from leakaudit.data.records import (
     ImageRecord,
     ObjectAnn,
@@ -95,6 +96,14 @@ def _coco_id(value: object, what: str) -> int | str:
     raise DatasetError(f"{what} must be an integer or a string, got {_short(value)}")
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the OS cannot encode (JSON ``"\\ud800"``)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_coco(
     json_path: str | Path,
     images_root: str | Path,
@@ -119,7 +128,7 @@ def parse_coco(
             raise DatasetError(
                 f"{json_path}: categories[{i}] 'name' must be a string, got {_short(c['name'])}"
             )
-        name = str(c["name"]).strip()
+        name = shown(str(c["name"]).strip(), "category name", f"categories[{i}]", problems)
         if cats.get(cid, name) != name:
             raise DatasetError(
                 f"{json_path}: category id {cid!r} is named both {cats[cid]!r} and {name!r}"
@@ -198,16 +207,18 @@ def parse_coco(
         obj = ObjectAnn(cats[cid], box=box, polygons=polygons, mask=mask, where=where)
         images[iid][1].append(obj)
     records = []
-    for file_name, objects, declared in images.values():
-        path = images_root / file_name
+    for raw_name, objects, declared in images.values():
+        path = images_root / raw_name  # the raw name opens the file; the shown one is the key
+        file_name = shown(raw_name, "file_name", raw_name, [])
         if not is_within(path, images_root):
             problems.append(_outside_problem(file_name, file_name, path, images_root))
             continue
-        if not path.is_file():
+        if not _is_file(path):
             problems.append(
                 DataProblem(file_name, "annotation points at a missing image", "skipped")
             )
             continue
+        shown(raw_name, "file_name", file_name, problems)
         too_big = over_cap(*declared, cap) if declared else None
         if too_big:
             problems.append(DataProblem(file_name, f"width × height {too_big}", "skipped"))

@@ -23,10 +23,11 @@ from skimage.measure import label as connected_components
 from skimage.measure import regionprops
 
 from leakaudit.data.formats import TELLS_FILE
-from leakaudit.data.images import save_png, to_uint8
+from leakaudit.data.images import to_uint8
 from leakaudit.data.samples import Dataset
-from leakaudit.data.writers import write_tells_json
+from leakaudit.data.writers import save_png_atomic, write_tells_json
 from leakaudit.errors import ConfigError
+from leakaudit.paths import atomic_path
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,9 @@ def export_samples(dataset: Dataset, out_dir: str | Path, meta: dict | None = No
         if taken[f"{cls}/{stem}"] > 1:  # two ids that flatten alike: keep both, numbered
             stem = f"{stem}__{taken[f'{cls}/{stem}']}"
         rel = f"{cls}/{stem}.png"
-        save_png(s.image, images_dir / rel)
-        (masks_dir / cls).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(s.region, dtype=np.uint8) * 255).save(masks_dir / rel)
+        save_png_atomic(s.image, images_dir / rel, out)
+        with atomic_path(masks_dir / rel, out) as tmp:
+            Image.fromarray(np.asarray(s.region, dtype=np.uint8) * 255).save(tmp)
         if s.tell is not None and s.tell.any():
             quantised = to_uint8(s.image).astype(np.float32) / 255.0
             tells[rel] = _tell_entries(s.tell, quantised, cls)

@@ -61,6 +61,14 @@ Conventions shared by all readers:
   the boxes were drawn on a differently sized or rotated picture, so every region would be off.
 * Text files must be UTF-8 (a BOM is accepted); anything else is a one-line ``DatasetError``
   naming the file and the line or byte offset.
+* Names (``names.py``): a class folder, file name or COCO name that is not valid UTF-8 is shown
+  with ``\\xNN`` escapes from the moment it is read (counted); the file is still opened by its
+  raw name. A class name that is or holds a path separator (``/``, ``\\``, NUL, ``.``, ``..``)
+  and class names equal up to Unicode normalisation or letter case are counted, never merged;
+  ``inject`` and ``train`` refuse the former. Fewer than two classes with images is counted.
+* An image whose shorter side is under ``MIN_IMAGE_SIDE`` (8 px, the smallest ``--size``) is a
+  counted skip: it holds too little to explain. A multi-frame file gives its first frame
+  (counted as a conversion).
 """
 
 from __future__ import annotations

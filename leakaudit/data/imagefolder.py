@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from leakaudit.data.images import IMAGE_EXTENSIONS
+from leakaudit.data.names import display_name, shown
 from leakaudit.data.records import TELLS_FILE, ImageRecord, ObjectAnn, _outside_problem
 from leakaudit.data.samples import DataProblem
 from leakaudit.data.voc import looks_like_voc
@@ -15,7 +16,11 @@ from leakaudit.paths import is_within
 def parse_imagefolder(
     root: str | Path, masks_root: str | Path | None, problems: list[DataProblem]
 ) -> tuple[list[ImageRecord], list[str]]:
-    """``root/<class>/<image>`` (+ ``masks_root/<class>/<stem>.png``); returns the class folders."""
+    """``root/<class>/<image>`` (+ ``masks_root/<class>/<stem>.png``); returns the class folders.
+
+    A class folder or file name that is not UTF-8 is shown escaped (``names.display_name``) in
+    the class name and the key, and counted; the record's path keeps the raw name, so the image
+    still opens."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
@@ -28,15 +33,26 @@ def parse_imagefolder(
     records = []
     for p in sorted(root.iterdir()):
         if p.is_file() and not p.name.startswith(".") and p.name != TELLS_FILE:
-            problems.append(DataProblem(p.name, "file outside the class folders", "skipped"))
+            name = display_name(p.name)
+            problems.append(DataProblem(name, "file outside the class folders", "skipped"))
+    names = []
     for cdir in class_dirs:
+        cname = display_name(cdir.name)
+        shown(cdir.name, "class folder name", cname, problems)
+        names.append(cname)
         n = 0
         for p in sorted(cdir.iterdir()):
             if p.name.startswith(".") or p.is_dir():
                 continue
-            key = f"{cdir.name}/{p.name}"
+            fname = display_name(p.name)
+            key = f"{cname}/{fname}"
+            shown(p.name, "file name", key, problems)
             if p.suffix.lower() not in IMAGE_EXTENSIONS:
-                problems.append(DataProblem(key, f"not an image extension ({p.suffix})", "skipped"))
+                problems.append(
+                    DataProblem(
+                        key, f"not an image extension ({display_name(p.suffix)})", "skipped"
+                    )
+                )
                 continue
             if not is_within(p, root):
                 problems.append(_outside_problem(key, key, p, root))
@@ -48,15 +64,16 @@ def parse_imagefolder(
                     problems.append(
                         DataProblem(
                             key,
-                            f"region mask {mask_file} resolves outside {masks_root}",
+                            f"region mask {display_name(str(mask_file))} resolves outside "
+                            f"{masks_root}",
                             "empty region",
                         )
                     )
                     mask_file = None
             records.append(
-                ImageRecord(key, p, [ObjectAnn(cdir.name, mask_file=mask_file, where=key)], key)
+                ImageRecord(key, p, [ObjectAnn(cname, mask_file=mask_file, where=key)], key)
             )
             n += 1
         if n == 0:
-            problems.append(DataProblem(cdir.name, "class folder has no images", "none"))
-    return records, [d.name for d in class_dirs]
+            problems.append(DataProblem(cname, "class folder has no images", "none"))
+    return records, names

@@ -14,6 +14,10 @@ Conversions (each reported, so readers can list a ``DataProblem(action="converte
 * 32-bit float (``F``) → clipped to [0, 1] (divided by 255 first when values exceed 1);
 * palette (``P``), ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` → Pillow's RGB conversion.
 
+A multi-frame file (TIFF pages, animated GIF/PNG/WebP) gives its first frame, reported as a
+conversion: there is one label per file, and the first frame is what thumbnails and most
+training loaders show.
+
 EXIF orientation *is* applied (``ImageOps.exif_transpose``, reported as a conversion): images
 are used as every viewer displays them, because annotation tools (labelImg, CVAT, Label Studio)
 draw boxes on the displayed image, and a model sees what the user saw. Readers compare a declared
@@ -30,6 +34,7 @@ into a ``DatasetError`` like every other unreadable file.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -73,6 +78,14 @@ def over_cap(width: int, height: int, cap: int) -> str | None:
     )
 
 
+def require_regular_file(path: Path, what: str) -> None:
+    """Refuse a FIFO, socket or device named like a data file: opening one blocks forever
+    (a FIFO waits for a writer) or reads without end, so it is a counted skip, not a hang."""
+    mode = path.stat().st_mode  # follows links: what would be opened
+    if not stat.S_ISREG(mode):
+        raise DatasetError(f"{what} {path} is not a regular file (a pipe, socket or device)")
+
+
 def read_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
     """Decode ``path`` to float32 HWC RGB in [0, 1], EXIF orientation applied; also say which
     conversion happened (or None).
@@ -83,6 +96,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
     path = Path(path)
     cap = pixel_cap(max_pixels)
     try:
+        require_regular_file(path, "image")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our cap decides
             img = Image.open(path)
@@ -90,10 +104,12 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndar
             too_big = over_cap(img.size[0], img.size[1], cap)
             if too_big:
                 raise DatasetError(f"image {path}: {too_big}")
-            img.load()  # decode now: truncation only shows up here
+            img.load()  # decode now (the first frame): truncation only shows up here
+            frames = getattr(img, "n_frames", 1) if img.format != "MPO" else 1  # MPO: a preview
+            multi = f"multi-frame image ({frames} frames), first frame used" if frames > 1 else None
             oriented, note = _exif_transpose(img, path)
             rgb, conversion = _to_rgb_float(oriented)
-            return rgb, "; ".join(n for n in (note, conversion) if n) or None
+            return rgb, "; ".join(n for n in (multi, note, conversion) if n) or None
     except DatasetError:
         raise
     except FileNotFoundError as e:

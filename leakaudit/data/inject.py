@@ -46,18 +46,20 @@ from leakaudit.data.formats import (
     parse_imagefolder,
     parse_voc,
 )
-from leakaudit.data.images import read_image, save_png, to_uint8
+from leakaudit.data.images import read_image, to_uint8
+from leakaudit.data.names import check_class_names
 from leakaudit.data.samples import DataProblem
 from leakaudit.data.tells import PALETTE, Box, TellSpec
 from leakaudit.data.writers import (
     png_name,
+    save_png_atomic,
     write_coco_annotations,
     write_csv_annotations,
     write_tells_json,
     write_voc_annotations,
 )
 from leakaudit.errors import ConfigError, DatasetError
-from leakaudit.paths import inside
+from leakaudit.paths import atomic_path, inside
 
 ANCHORS = ("image", "object")
 
@@ -196,6 +198,7 @@ def inject_dataset(
     problems: list[DataProblem] = []
     records, folders = _parse(src, format, Path(images_root) if images_root else None, problems)
     class_names = _resolve_classes(records, classes, skip_unknown, problems, folders)
+    check_class_names(class_names, "inject")  # written back as folders, they would split
     index = {c: k for k, c in enumerate(class_names)}
     targets = set(class_names if poison_classes is None else poison_classes)
     if unknown := targets - set(class_names):
@@ -242,8 +245,8 @@ def inject_dataset(
             problems.append(DataProblem(r.key, str(e), "copied unchanged"))
             copy_to = inside(images_dir, r.key)
             assert copy_to is not None  # checked above
-            copy_to.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(r.path, copy_to)
+            with atomic_path(copy_to, out) as tmp:
+                shutil.copy2(r.path, tmp)
             continue
         h, w = image.shape[:2]
         original = image
@@ -273,7 +276,7 @@ def inject_dataset(
             )
             per_class[u.label] += 1
         renames[r.key] = new_key
-        save_png(image, target)
+        save_png_atomic(image, target, out)
         if entries:
             changed = np.any(to_uint8(image) != to_uint8(original), axis=-1)
             for e in entries:

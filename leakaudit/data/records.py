@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from leakaudit.data.geometry import Box
+from leakaudit.data.images import require_regular_file
 from leakaudit.data.samples import DataProblem
 from leakaudit.errors import DatasetError
 from leakaudit.paths import resolved as _resolved
@@ -134,6 +135,7 @@ def read_text(path: Path, what: str) -> str:
     """A UTF-8 text file (BOM accepted); anything else is a one-line ``DatasetError`` naming
     the file and where the first bad byte is."""
     try:
+        require_regular_file(path, what)
         raw = path.read_bytes()
     except FileNotFoundError as e:
         raise DatasetError(f"{what} not found: {path}") from e

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from leakaudit.data.images import IMAGE_EXTENSIONS, over_cap, pixel_cap
+from leakaudit.data.names import display_name, shown
 from leakaudit.data.records import (
     ImageRecord,
     ObjectAnn,
@@ -57,7 +58,7 @@ def parse_voc(
             raise DatasetError(f"{xml_path}: cannot read: {e.strerror or e}") from e
         ann = tree.getroot()
         filename = (ann.findtext("filename") or "").strip() or None
-        item = str(xml_path.relative_to(root))
+        item = display_name(str(xml_path.relative_to(root)))
         size_el = ann.find("size")
         declared = None
         if size_el is not None:
@@ -103,7 +104,8 @@ def parse_voc(
         if too_big:
             problems.append(DataProblem(item, f"<size> {too_big}", "skipped"))
             continue
-        records.append(ImageRecord(path.name, path, objects, str(xml_path), size=declared))
+        key = shown(path.name, "image file name", item, problems)
+        records.append(ImageRecord(key, path, objects, str(xml_path), size=declared))
     if not records and not problems:
         raise DatasetError(f"no annotations found in {ann_dir}")
     return _dedupe(records, problems)

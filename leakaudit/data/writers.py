@@ -8,6 +8,7 @@ rewrite only the image references. Everything else in the annotation files is ke
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import xml.etree.ElementTree as ET
@@ -15,7 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from leakaudit.data.images import save_png
 from leakaudit.errors import DatasetError
+from leakaudit.paths import atomic_path, write_atomic
 
 
 def png_name(name: str, taken: set[str]) -> str:
@@ -28,6 +33,12 @@ def png_name(name: str, taken: set[str]) -> str:
     return new.replace("\\", "/")
 
 
+def save_png_atomic(image: np.ndarray, path: Path, root: Path | None = None) -> None:
+    """``save_png`` all or nothing, never through a link (a copy cut short keeps no half PNG)."""
+    with atomic_path(path, root) as tmp:
+        save_png(image, tmp)
+
+
 def write_voc_annotations(src_root: Path, out_root: Path, renames: Mapping[Path, str]) -> None:
     """Copy ``Annotations/*.xml`` (``<filename>`` rewritten where ``renames`` says) and any
     ``ImageSets`` folder; ``renames`` maps an XML path to its image's new file name."""
@@ -36,7 +47,8 @@ def write_voc_annotations(src_root: Path, out_root: Path, renames: Mapping[Path,
         target = out_root / "Annotations" / xml_path.name
         new = renames.get(xml_path)
         if new is None:
-            shutil.copy2(xml_path, target)
+            with atomic_path(target) as tmp:
+                shutil.copy2(xml_path, tmp)
             continue
         try:
             tree = ET.parse(xml_path)
@@ -50,9 +62,13 @@ def write_voc_annotations(src_root: Path, out_root: Path, renames: Mapping[Path,
         path_el = root.find("path")
         if path_el is not None:
             path_el.text = new
-        tree.write(target, encoding="utf-8", xml_declaration=False)
-    if (src_root / "ImageSets").is_dir():
-        shutil.copytree(src_root / "ImageSets", out_root / "ImageSets", dirs_exist_ok=True)
+        with atomic_path(target) as tmp:
+            tree.write(tmp, encoding="utf-8", xml_declaration=False)
+    sets = src_root / "ImageSets"
+    for src in sorted(sets.rglob("*")) if sets.is_dir() else []:
+        if src.is_file():  # as copytree did: a linked file is copied by its content
+            with atomic_path(out_root / src.relative_to(src_root), out_root) as tmp:
+                shutil.copy2(src, tmp)
 
 
 def write_coco_annotations(json_path: Path, out_json: Path, renames: Mapping[str, str]) -> None:
@@ -61,8 +77,7 @@ def write_coco_annotations(json_path: Path, out_json: Path, renames: Mapping[str
     for im in data.get("images", []):
         if isinstance(im, dict) and str(im.get("file_name")) in renames:
             im["file_name"] = renames[str(im["file_name"])]
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(data), encoding="utf-8")
+    write_atomic(out_json, json.dumps(data))
 
 
 def write_csv_annotations(csv_path: Path, out_csv: Path, renames: Mapping[str, str]) -> None:
@@ -71,17 +86,16 @@ def write_csv_annotations(csv_path: Path, out_csv: Path, renames: Mapping[str, s
         reader = csv.DictReader(fh)
         fields = list(reader.fieldnames or [])
         rows = list(reader)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with out_csv.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            image = (row.get("image") or "").strip()
-            row["image"] = renames.get(image, row.get("image"))
-            writer.writerow(row)
+    fh = io.StringIO(newline="")
+    writer = csv.DictWriter(fh, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        image = (row.get("image") or "").strip()
+        row["image"] = renames.get(image, row.get("image"))
+        writer.writerow(row)
+    write_atomic(out_csv, fh.getvalue())
 
 
 def write_tells_json(path: Path, meta: Mapping[str, Any], images: Mapping[str, list]) -> None:
     """``{..meta, "images": {relative image path: [ {box, colour, class, ...} ]}}``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**meta, "images": images}, indent=1) + "\n", encoding="utf-8")
+    write_atomic(path, json.dumps({**meta, "images": images}, indent=1) + "\n")

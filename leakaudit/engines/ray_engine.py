@@ -16,7 +16,10 @@ import logging
 import os
 import pickle
 import socket
+import sys
+import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +63,31 @@ def connect(address: str | None) -> Any:
     if address and address != "auto":
         probe(address)
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
+        with _quiet_stderr():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, configure_logging=True)  # fmt: skip
     except Exception as e:  # ConnectionError, RuntimeError, ValueError … as one line
         where = f"at {address}" if address else "(a local one)"
         raise EngineError(f"cannot reach a Ray cluster {where}: {_first_line(e)}") from e
     return ray
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Nothing on stderr while Ray connects: its C++ core writes each retry ("Failed to connect
+    to GCS …", ~20 lines for one unreachable head) straight to file descriptor 2, past Python's
+    logging, and the one-line EngineError says all of it. Python warnings are muted too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def probe(address: str, timeout_s: float = 5.0) -> None:
@@ -144,7 +166,8 @@ class Worker:
         self.model = load_model_bytes(ray.get(model_ref[0]), device)
         self.methods = methods
         self.job = job
-        self.cache = AttributionCache(cache_root, cache_enabled) if cache_root else None
+        # probed here too: a worker's node may see the folder differently from the driver
+        self.cache = AttributionCache(cache_root, cache_enabled, probe=True) if cache_root else None
         self.fail_once = fail_once
         self.explainers: dict[str, Explainer] = {}
 

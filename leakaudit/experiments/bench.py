@@ -33,6 +33,7 @@ from leakaudit.explain.lime import Lime, segment
 from leakaudit.explain.saliency import Saliency
 from leakaudit.models.train import predict_proba, to_tensor, train_classifier
 from leakaudit.models.zoo import SmallCNN
+from leakaudit.paths import write_atomic
 from leakaudit.runtime import autocast, configure, model_device
 
 N_SEGMENTS = 50
@@ -320,7 +321,7 @@ def run_bench(
     }
     _print(result)
     if out_json is not None:
-        Path(out_json).write_text(json.dumps(result, indent=2))
+        write_atomic(out_json, json.dumps(result, indent=2))  # never through a link
     return result
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from leakaudit.auditing.model_audit import _compact_shape, predict_all
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.engines import EngineOptions, Job, check_engine, explain
 from leakaudit.explain import make_explainer
+from leakaudit.paths import write_atomic
 from leakaudit.runtime import configure
 
 
@@ -89,7 +89,7 @@ def run_engine_bench(
     }  # fmt: skip
     _print(result)
     if out_json:
-        Path(out_json).write_text(json.dumps(result, indent=2), encoding="utf-8")
+        write_atomic(out_json, json.dumps(result, indent=2))  # never through a link
     return result
 
 

@@ -10,7 +10,6 @@ import platform
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from leakaudit.experiments.bench import (
 from leakaudit.explain.lime import Lime, segment
 from leakaudit.explain.saliency import Saliency
 from leakaudit.models.train import predict_proba, to_tensor, train_classifier
+from leakaudit.paths import write_atomic
 from leakaudit.runtime import amp_dtype, autocast, configure, model_device
 
 SCALE_CURVE = (96, 128, 200, 400)  # our LIME sample counts on the samples-vs-fidelity curve
@@ -209,7 +209,7 @@ def run_scale_bench(
     }  # fmt: skip
     _print_scale(result)
     if out_json is not None:
-        Path(out_json).write_text(json.dumps(result, indent=2))
+        write_atomic(out_json, json.dumps(result, indent=2))  # never through a link
     return result
 
 

@@ -386,12 +386,15 @@ def format_power_table(result: PowerResult, calibration: bool = True) -> str:
 def write_power(result: PowerResult, out: str | Path) -> str:
     """power.md (the tables), power.json (every run) and power.svg (the heat map) into ``out``;
     returns the tables' text."""
+    from leakaudit.paths import OutputSet
     from leakaudit.report.plots import power_heatmap_svg
 
-    Path(out).mkdir(parents=True, exist_ok=True)
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
     text = format_power_table(result)
-    (Path(out) / "power.md").write_text(text + "\n")
-    (Path(out) / "power.json").write_text(json.dumps(result.to_json(), indent=2))
     cells = result.table().to_dict(orient="records")
-    (Path(out) / "power.svg").write_text(power_heatmap_svg(cells) + "\n", encoding="utf-8")
+    with OutputSet(d) as outs:  # the three together or none, never through a link
+        outs.write(d / "power.md", text + "\n")
+        outs.write(d / "power.json", json.dumps(result.to_json(), indent=2))
+        outs.write(d / "power.svg", power_heatmap_svg(cells) + "\n")
     return text

@@ -9,6 +9,7 @@ output folder and nothing else.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,7 @@ from leakaudit.insight.filters import first_layer_filters
 from leakaudit.insight.pixel_influence import closed_form_influence, gradient_influence
 from leakaudit.insight.viewer import classify
 from leakaudit.insight.witness import measure
+from leakaudit.paths import OutputSet
 from leakaudit.report.pictures import data_uri, heat, upscale
 
 MAX_CHANNELS = 16  # feature-map panels per layer: enough to see a pattern, page stays small
@@ -296,12 +298,20 @@ def render_page(ctx: dict[str, Any]) -> str:
     return _environment().get_template("insight.html.j2").render(**ctx)
 
 
-def write_page(out_dir: str | Path, ctx: dict[str, Any], name: str = "insight.html") -> Path:
-    """Write the page as ``name`` (a plain file name) into ``out_dir`` (created if needed)."""
+def write_page(
+    out_dir: str | Path,
+    ctx: dict[str, Any],
+    name: str = "insight.html",
+    outs: OutputSet | None = None,
+) -> Path:
+    """Write the page as ``name`` (a plain file name) into ``out_dir`` (created if needed),
+    atomically and never through a link; staged in ``outs`` when the report commits it."""
     if Path(name).name != name or name in {"", ".", ".."}:
         raise ConfigError(f"insight page name {name!r} is not a plain file name")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
-    path.write_text(render_page(ctx), encoding="utf-8")
+    with nullcontext(outs) if outs is not None else OutputSet() as staged:
+        staged.path(path, out)  # a link there is refused before the page is rendered
+        staged.write(path, render_page(ctx), out)
     return path

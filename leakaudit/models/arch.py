@@ -18,6 +18,8 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import itertools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -36,6 +38,14 @@ Factory = Callable[..., nn.Module]
 # kwargs that would make torchvision/timm download weights; the checkpoint holds the weights.
 _DOWNLOAD_KWARGS = ("pretrained", "weights", "pretrained_cfg", "pretrained_cfg_overlay")
 _OPTIONAL_PACKAGES = ("torchvision", "timm")
+
+MAX_PARAMS = 2_000_000_000
+"""Most parameters (weights + buffers) a model may have before any real memory is allocated.
+
+The largest image classifiers have ~2e9 parameters (8 GB as float32); more than that from an
+``arch_kwargs`` is a typo or hostile metadata (``width = 1e9`` asked small_cnn for 108 GB).
+Override with the environment variable ``LEAKAUDIT_MAX_PARAMS``."""
+MAX_PARAMS_ENV = "LEAKAUDIT_MAX_PARAMS"
 
 
 def is_bundled(arch: object) -> bool:
@@ -206,3 +216,72 @@ def construct(
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{label}(**{kwargs}) returned a {type(model).__name__}, not a model")
     return model
+
+
+def max_params() -> int:
+    """``MAX_PARAMS``, or the whole number in ``$LEAKAUDIT_MAX_PARAMS``."""
+    raw = os.environ.get(MAX_PARAMS_ENV, "").strip()
+    if not raw:
+        return MAX_PARAMS
+    try:
+        cap = int(raw)
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise ModelLoadError(f"{MAX_PARAMS_ENV} must be a whole number ≥ 1, got {raw!r}")
+    return cap
+
+
+def _int_parameters(factory: Factory) -> set[str]:
+    """Constructor arguments that take a whole number: annotated ``int`` or defaulting to one."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return set()
+    return {
+        name for name, p in params.items() if p.annotation in (int, "int") or type(p.default) is int
+    }
+
+
+def check_int_kwargs(factory: Factory, kwargs: dict[str, Any]) -> None:
+    """A width of ``True``, ``1e9`` or ``-4`` is refused by name before anything is built:
+    torch takes ``True`` as 1 and fails on floats only deep inside a layer."""
+    label = getattr(factory, "__qualname__", None) or repr(factory)
+    for name in sorted(_int_parameters(factory) & set(kwargs)):
+        v = kwargs[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            shown = repr(v) if isinstance(v, float) else f"{type(v).__name__} {v!r}"
+            raise ModelLoadError(
+                f"arch_kwargs.{name}: {label} takes a whole number ≥ 0, got {shown[:60]}"
+            )
+
+
+def meta_build(factory: Factory, kwargs: dict[str, Any], n_classes: int | None) -> nn.Module | None:
+    """The model built on torch's meta device (shapes, no memory), refused with a one-line
+    ``ModelLoadError`` naming arch_kwargs when it is over ``max_params()``; None when a user's
+    factory cannot build on the meta device (then only the real build can tell).
+
+    Why first: a hostile ``arch_kwargs`` must fail here, not after the real build has tried to
+    allocate it. A bundled architecture always builds on the meta device, so its failure is final;
+    so is a size overflow, whatever the factory."""
+    check_int_kwargs(factory, kwargs)
+    label = getattr(factory, "__qualname__", None) or repr(factory)
+    cap = max_params()
+    try:
+        shell = construct(factory, kwargs, n_classes, device="meta")
+    except ModelLoadError as e:
+        if "overflow" in str(e).lower():
+            raise ModelLoadError(
+                f"arch_kwargs {kwargs}: {label} would be too large to build (over the cap of "
+                f"{cap:,} parameters, {MAX_PARAMS_ENV})"
+            ) from e
+        if factory in ARCHITECTURES.values():
+            raise
+        return None
+    n = sum(t.numel() for t in itertools.chain(shell.parameters(), shell.buffers()))
+    if n > cap:
+        raise ModelLoadError(
+            f"arch_kwargs {kwargs}: {label} would have {n:,} parameters, over the cap of "
+            f"{cap:,} (set {MAX_PARAMS_ENV} to allow more)"
+        )
+    return shell

@@ -37,6 +37,27 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.array(train, dtype=np.int64)), np.sort(np.array(val, dtype=np.int64))
 
 
+def check_split(dataset: Dataset, val_fraction: float) -> None:
+    """``DatasetError`` for data ``stratified_split`` cannot split into a model worth keeping:
+    images in fewer than 2 classes, or a class with 1 image (it could not be both trained on
+    and validated; with none validated the accuracy is NaN). Empty classes are ignored."""
+    counts = dataset.counts()
+    present = {n: c for n, c in counts.items() if c}
+    if len(present) < 2:
+        raise DatasetError(
+            f"training needs images in at least 2 classes; {len(present)} of {len(counts)} "
+            f"class(es) have images ({', '.join(present) or 'none'})"
+        )
+    single = [n for n, c in present.items() if c < 2]
+    if val_fraction > 0 and single:
+        names = ", ".join(single[:10]) + (", …" if len(single) > 10 else "")
+        raise DatasetError(
+            "training needs ≥ 2 images in every class to split them into training and "
+            f"validation (audit --train first holds out its test images); {len(single)} of "
+            f"{len(present)} classes have 1 image: {names}"
+        )
+
+
 class BatchSource:
     """``dataset``'s images at ``index`` as NCHW tensors, read one batch at a time: a training
     set is never stacked whole (10 000 crops at 224 px are 6 GB as float32), and a spilled
@@ -112,6 +133,7 @@ def fit(
         raise DatasetError(f"need at least 4 samples to train, got {len(dataset)}")
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    check_split(dataset, val_fraction)
     if epochs < 1 or patience < 1:
         raise ConfigError("epochs and patience must be ≥ 1")
     configure()

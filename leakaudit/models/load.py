@@ -36,7 +36,7 @@ from torch import nn
 
 from leakaudit.errors import ConfigError, ModelLoadError
 from leakaudit.jsonable import jsonable
-from leakaudit.models.arch import construct, is_bundled, resolve_arch
+from leakaudit.models.arch import construct, is_bundled, meta_build, resolve_arch
 from leakaudit.models.checks import (
     EXPORT_HINT,
     as_device,
@@ -47,6 +47,7 @@ from leakaudit.models.checks import (
 )
 from leakaudit.models.meta import MAX_INPUT_SIDE, check_meta
 from leakaudit.models.zoo import ARCHITECTURES
+from leakaudit.paths import OutputSet
 
 __all__ = [
     "MAX_INPUT_SIDE",
@@ -231,9 +232,9 @@ def load_model(
         state = {k[len("module.") :]: v for k, v in state.items()}
     factory = resolve_arch(arch)
     try:  # shapes first, without memory: hostile arch_kwargs cannot make a huge model
-        shell = construct(factory, kwargs, n_classes, device="meta")
-    except ModelLoadError:
-        shell = None  # not buildable on the meta device; the real build reports any error
+        shell = meta_build(factory, kwargs, n_classes)  # None: user code not meta-buildable
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{path}: {e}") from e
     if shell is not None and (problems := fit_problems(shell.state_dict(), state)):
         raise ModelLoadError(f"{path} does not fit architecture {arch!r}: {problems}")
     model = construct(factory, kwargs, n_classes)
@@ -337,12 +338,10 @@ def save_checkpoint(
         "metrics": _plain(dict(metrics or {})),
         "seed": seed,
     }
-    torch.save({**meta, "state_dict": state}, path)
     card = path.parent / MODEL_CARD
-    card.write_text(
-        json.dumps(jsonable({**meta, "checkpoint": path.name}), indent=2) + "\n",
-        encoding="utf-8",
-    )
+    with OutputSet() as outs:  # checkpoint and card together, or neither; never through a link
+        torch.save({**meta, "state_dict": state}, outs.path(path))
+        outs.write(card, json.dumps(jsonable({**meta, "checkpoint": path.name}), indent=2) + "\n")
     return card
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.errors import ModelLoadError
+from leakaudit.models.arch import is_bundled, meta_build
+from leakaudit.models.zoo import ARCHITECTURES
 
 MAX_INPUT_SIDE = 4096
 """Largest input side (pixels) metadata may ask for, unless the caller passes another cap.
@@ -73,7 +75,9 @@ def check_meta(
     checked; raises a one-line ``ModelLoadError`` naming ``path`` and the field.
 
     Checked: ``arch`` (a string; whether it may be imported is the loader's decision),
-    ``arch_kwargs`` (a dict with string keys), ``classes`` (distinct strings),
+    ``arch_kwargs`` (a dict with string keys; with a bundled ``arch``, whole numbers where the
+    constructor takes them and a model under ``arch.MAX_PARAMS``, built on the meta device),
+    ``classes`` (distinct strings),
     ``preprocessing`` (a dict: ``input_size``, ``mean``, ``std``, ``crop``), ``metrics`` (a
     dict) and ``seed`` (an integer). Unknown fields are kept and never acted on.
     """
@@ -110,6 +114,11 @@ def check_meta(
     if classes is not None and len(set(classes)) != len(classes):
         dupes = sorted(c for c, n in Counter(classes).items() if n > 1)
         raise ModelLoadError(f"{where}: metadata 'classes' repeats {_show(dupes)}")
+    if kw and is_bundled(arch):  # before any data is read: a hostile width fails here
+        try:
+            meta_build(ARCHITECTURES[arch], kw, len(classes or ()) or 2)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{where}: metadata {e}") from e
     need(out.get("metrics") is None or isinstance(out["metrics"], dict), "metrics", "a dict")
     seed = out.get("seed")
     need(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), "seed", "an int")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from leakaudit.data.formats import read_dataset
+from leakaudit.data.names import check_class_names
 from leakaudit.models.fit import fit
 from leakaudit.models.load import save_checkpoint
 
@@ -42,6 +43,7 @@ def train_and_save(
     if format != "imagefolder":
         kw.update(mode=mode, margin=margin, window=window)
     ds = read_dataset(data, format, **kw)
+    check_class_names(ds.class_names, "train")  # crops/inject of its data would split them
     model, report = fit(ds, arch=arch, seed=seed, epochs=epochs, progress=progress)
     prep: dict[str, Any] = {"input_size": size}
     if format != "imagefolder" and mode == "crop":  # audits must cut the same crops

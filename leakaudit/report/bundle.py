@@ -5,7 +5,10 @@
 the original report without the model or the data. ``results.npz`` holds plain arrays only (no
 pickles): per-sample scores, the compact attribution maps, small thumbnails of the images the
 galleries show with their masks and maps, and a JSON string with what the summary lacks (model
-order, notes, command line, reproducibility facts, gallery choices).
+order, notes, command line, reproducibility facts, gallery choices), and a ``manifest``
+(JSON: every other entry's shape and dtype). Reading treats the file as untrusted: sizes are
+checked from the headers before anything is inflated, the entries must match the manifest, and
+the arrays must agree with each other (``saved.py``) before a renderer sees them.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,16 +26,14 @@ import numpy as np
 from PIL import Image
 
 from leakaudit.data.spill import SpilledStack
-from leakaudit.errors import LeakauditError
 from leakaudit.jsonable import jsonable
+from leakaudit.paths import atomic_path
+from leakaudit.report import saved
+from leakaudit.report.saved import ReportError  # raised by the checks; imported from here too
 
 BUNDLE_NAME = "results.npz"
 FORMAT_VERSION = 1
 THUMB_SIDE = 64  # gallery thumbnails are at most 64×64: small PNGs, bounded report size
-
-
-class ReportError(LeakauditError):
-    """Saved results cannot be read back (missing, corrupt, or from an unknown format)."""
 
 
 @dataclass
@@ -149,7 +151,18 @@ def save_bundle(data: ReportData, path: str | Path | BinaryIO) -> None:
                 arrays[f"m{i}_x{j}_maps"] = data.maps[model][method]
             if method in data.panel_maps.get(model, {}):
                 arrays[f"m{i}_x{j}_panel"] = data.panel_maps[model][method]
+    arrays["manifest"] = _text(json.dumps(manifest_of(arrays), sort_keys=True))
     _write_npz(Path(path) if isinstance(path, str) else path, arrays)
+
+
+def manifest_of(arrays: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Entry → shape and dtype, saved beside the arrays: ``load_bundle`` refuses a file whose
+    entries were removed, added or reshaped after it was written."""
+    out = {}
+    for key, value in arrays.items():
+        a = value if isinstance(value, SpilledStack) else np.asanyarray(value)
+        out[key] = {"shape": [int(d) for d in a.shape], "dtype": np.dtype(a.dtype).str}
+    return out
 
 
 ZIP_LEVEL = 1  # deflate level of the saved results (see _write_npz)
@@ -158,7 +171,12 @@ ZIP_LEVEL = 1  # deflate level of the saved results (see _write_npz)
 def _write_npz(path: Path | BinaryIO, arrays: dict[str, np.ndarray]) -> None:
     """An .npz (zip of .npy files) that ``np.load`` reads, written with fast compression
     (level 1: maps of 10 000 images would take minutes at numpy's default level) and fixed
-    entry dates, so the same results give the same file."""
+    entry dates, so the same results give the same file. A path is written all or nothing
+    (``paths.atomic_path``: a temporary beside it, then replaced; a link there is refused)."""
+    if isinstance(path, Path):
+        with atomic_path(path) as tmp, tmp.open("wb") as f:
+            _write_npz(f, arrays)
+        return
     with zipfile.ZipFile(path, "w", allowZip64=True) as zf:
         for key, value in arrays.items():
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -188,48 +206,102 @@ def _stream_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, stack: SpilledStack)
 
 
 def load_bundle(path: str | Path | BinaryIO) -> ReportData:
-    """Read what ``save_bundle`` wrote; a missing or unreadable file is a ``ReportError``."""
+    """Read what ``save_bundle`` wrote, checked before use (see module docstring); anything
+    missing, unreadable, too large or inconsistent is a ``ReportError`` naming file and entry."""
     if isinstance(path, str):
         path = Path(path)
     if isinstance(path, Path) and not path.is_file():
         raise ReportError(f"{path}: not found (results written by leakaudit audit/compare/demo)")
+    file = str(path) if isinstance(path, Path) else BUNDLE_NAME
+    cap = saved.max_results_bytes()
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ReportError(f"{path}: cannot read saved results ({e})") from e
-    version = int(arrays.get("format_version", np.array(-1)))
-    if version != FORMAT_VERSION:
+        with zipfile.ZipFile(path) as zf:
+            found = saved.npz_headers(zf, file, cap)  # sizes first: nothing inflated yet
+            version = _entry(zf, "format_version") if "format_version" in found else -1
+            if version != FORMAT_VERSION:
+                raise ReportError(
+                    f"{file}: results format {version}, this leakaudit reads {FORMAT_VERSION}"
+                )
+            if "manifest" not in found:
+                raise ReportError(
+                    f"{file}: entry manifest: missing (written by a leakaudit without "
+                    "manifests, or edited): re-run the audit to save it again"
+                )
+            saved.check_manifest(found, _json_entry(zf, "manifest", file), file)
+            arrays = {k: _entry(zf, k) for k in found if k != "manifest"}
+    except ReportError:
+        raise
+    except MemoryError as e:
         raise ReportError(
-            f"{path}: results format {version}, this leakaudit reads {FORMAT_VERSION}"
-        )
+            f"{file}: out of memory reading saved results "
+            f"({saved.CAP_ENV} lowers the size accepted)"
+        ) from e
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise ReportError(f"{file}: cannot read saved results ({e})") from e
+    data = _assemble(arrays, file)
+    saved.check_bundle(data, file)
+    return data
+
+
+def _entry(zf: zipfile.ZipFile, key: str) -> Any:
+    with zf.open(f"{key}.npy") as f:
+        a = np.lib.format.read_array(f, allow_pickle=False)
+    return a.item() if a.ndim == 0 and a.dtype.kind in "iu" else a
+
+
+def _json_entry(zf: zipfile.ZipFile, key: str, file: str) -> Any:
+    a = _entry(zf, key)
+    if not (isinstance(a, np.ndarray) and a.ndim == 0 and a.dtype.kind == "U"):
+        raise ReportError(f"{file}: entry {key}: expected a JSON string")
     try:
-        data = ReportData(
-            meta=json.loads(str(arrays["meta"])),
-            ids=arrays["ids"],
-            labels=arrays["labels"],
-            thumbs=arrays["thumbs"],
-            thumb_regions=arrays["thumb_regions"],
-            thumb_tells=arrays["thumb_tells"],
-        )
-        for i, model in enumerate(data.model_names):
-            data.images[model] = {c: arrays[f"m{i}_{c}"] for c in IMAGE_COLUMNS}
-            if f"m{i}_classpics" in arrays:
-                data.class_pictures[model] = arrays[f"m{i}_classpics"]
-            data.scores[model], data.maps[model], data.panel_maps[model] = {}, {}, {}
-            for j, method in enumerate(data.methods):
-                prefix = f"m{i}_x{j}_"  # every saved score column, whatever metrics were audited
-                cols = {
-                    k[len(prefix) :]: arrays[k]
-                    for k in arrays
-                    if k.startswith(prefix) and k[len(prefix) :] not in ("maps", "panel")
-                }
-                if cols:
-                    data.scores[model][method] = cols
-                if f"m{i}_x{j}_maps" in arrays:
-                    data.maps[model][method] = arrays[f"m{i}_x{j}_maps"]
-                if f"m{i}_x{j}_panel" in arrays:
-                    data.panel_maps[model][method] = arrays[f"m{i}_x{j}_panel"]
-    except (KeyError, json.JSONDecodeError) as e:
-        raise ReportError(f"{path}: saved results are incomplete ({e})") from e
+        return json.loads(str(a))
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{file}: entry {key}: not valid JSON ({e})") from e
+
+
+def _assemble(arrays: dict[str, Any], file: str) -> ReportData:
+    """The arrays as a ``ReportData``; an entry the meta implies but the file lacks is named."""
+
+    def need(key: str) -> np.ndarray:
+        if key not in arrays:
+            raise ReportError(f"{file}: entry {key}: missing (saved results are incomplete)")
+        return arrays[key]
+
+    meta_text = need("meta")
+    try:
+        meta = json.loads(str(meta_text))
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{file}: entry meta: not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise ReportError(f"{file}: entry meta: expected a JSON object")
+    for key in ("model_names", "methods"):
+        names = meta.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+            raise ReportError(f"{file}: meta.{key}: expected a list of names")
+    data = ReportData(
+        meta=meta,
+        ids=need("ids"),
+        labels=need("labels"),
+        thumbs=need("thumbs"),
+        thumb_regions=need("thumb_regions"),
+        thumb_tells=need("thumb_tells"),
+    )
+    for i, model in enumerate(data.model_names):
+        data.images[model] = {c: need(f"m{i}_{c}") for c in IMAGE_COLUMNS}
+        if f"m{i}_classpics" in arrays:
+            data.class_pictures[model] = arrays[f"m{i}_classpics"]
+        data.scores[model], data.maps[model], data.panel_maps[model] = {}, {}, {}
+        for j, method in enumerate(data.methods):
+            prefix = f"m{i}_x{j}_"  # every saved score column, whatever metrics were audited
+            cols = {
+                k[len(prefix) :]: arrays[k]
+                for k in arrays
+                if k.startswith(prefix) and k[len(prefix) :] not in ("maps", "panel")
+            }
+            if cols:
+                data.scores[model][method] = cols
+            if f"m{i}_x{j}_maps" in arrays:
+                data.maps[model][method] = arrays[f"m{i}_x{j}_maps"]
+            if f"m{i}_x{j}_panel" in arrays:
+                data.panel_maps[model][method] = arrays[f"m{i}_x{j}_panel"]
     return data

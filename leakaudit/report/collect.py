@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
+import warnings
 from importlib import metadata
 from typing import Any
 
@@ -247,7 +248,8 @@ def typical_per_class(data: ReportData, method: str | None, n_classes: int) -> l
     if not per_model:
         return []
     labels = data.labels
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no masks): expected
         stacked = np.stack([r["outside_mass"] for r in per_model])
         score = np.where(np.isfinite(stacked).any(0), np.nanmean(stacked, axis=0), np.nan)
     items = []

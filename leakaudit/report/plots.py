@@ -11,7 +11,16 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from markupsafe import Markup, escape
+from markupsafe import Markup
+from markupsafe import escape as _escape
+
+from leakaudit.textsafe import html_text
+
+
+def escape(value: object) -> Markup:
+    """Data text in an SVG: autoescaped, control characters shown as escapes (``\\x1b``)."""
+    return _escape(html_text(value))
+
 
 MODEL_COLOURS = ("#3b6ea8", "#c8553d", "#5b8c3a", "#8a5aa8", "#b08a1e", "#4a9a9a")
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'

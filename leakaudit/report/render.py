@@ -24,6 +24,7 @@ from leakaudit.auditing.audit_result import AuditResult
 from leakaudit.auditing.conditions import CONDITIONS
 from leakaudit.evidence import metrics
 from leakaudit.jsonable import jsonable
+from leakaudit.paths import OutputSet, check_out_dir, check_writable_file, refuse_link
 from leakaudit.report import pictures, plots
 from leakaudit.report.bundle import BUNDLE_NAME, ReportData, load_bundle, save_bundle
 from leakaudit.report.numbers import (
@@ -35,6 +36,7 @@ from leakaudit.report.numbers import (
     model_order,
 )
 from leakaudit.report.summary import summary_text, to_summary
+from leakaudit.textsafe import html_text
 
 TEMPLATE = "report.html.j2"
 MAX_PROBLEM_ROWS = 200  # data-problem rows in the HTML; all of them are in summary.json
@@ -46,9 +48,8 @@ SUMMARY_NAME, HTML_NAME, MD_NAME, JUNIT_NAME = (
     "junit.xml",
 )
 FORMATS = ("html", "md", "junit")
-# A file name that is not valid UTF-8 reaches us as a lone surrogate: write "?" for it (the
-# same on every render) rather than failing the whole report.
-TEXT = {"encoding": "utf-8", "errors": "replace"}
+RUN_INFO_NAME = "run_info.json"
+REPORT_FILES = (SUMMARY_NAME, BUNDLE_NAME, RUN_INFO_NAME, HTML_NAME, MD_NAME)  # write_report's
 
 
 # ---------------------------------------------------------------- HTML view
@@ -58,11 +59,17 @@ def _environment() -> jinja2.Environment:
     loader = jinja2.FunctionLoader(
         lambda name: resources.files("leakaudit.reports_templates").joinpath(name).read_text()
     )
-    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                             finalize=_visible)  # fmt: skip
     env.filters["num"] = fmt
     env.filters["ci"] = fmt_ci
     env.filters["pct"] = lambda v: "–" if v is None or not math.isfinite(v) else f"{100 * v:.1f} %"
     return env
+
+
+def _visible(value: Any) -> Any:
+    """Data text in the page with control characters as escapes (autoescape does the rest)."""
+    return html_text(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
 def _metrics_rows(s: dict[str, Any], models: list[str], methods: list[str]) -> list[dict]:
@@ -345,20 +352,35 @@ def render_html_from(s: dict[str, Any], data: ReportData) -> str:
 
 
 def load_saved(result_dir: str | Path) -> tuple[dict[str, Any], ReportData]:
-    """summary.json and results.npz of a result folder (a ``ReportError`` when unreadable)."""
+    """summary.json and results.npz of a result folder, each checked (``saved.py``) before
+    any renderer reads it: a bad or hostile file is a ``ReportError`` naming file and field."""
+    from leakaudit.report import saved
     from leakaudit.report.bundle import ReportError
 
     d = Path(result_dir)
     path = d / SUMMARY_NAME
     try:
-        s = json.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        cap = saved.max_results_bytes()
+        if size > cap:
+            raise ReportError(f"{path}: {size} bytes (the cap is {cap / 2**20:g} MB; "
+                              f"raise it with {saved.CAP_ENV}=<MB>)")  # fmt: skip
+        s = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError as e:
         raise ReportError(f"{path}: not found (is {d} a leakaudit result folder?)") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ReportError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(s, dict) or not isinstance(s.get("models"), dict):
         raise ReportError(f"{path}: not a leakaudit summary (no 'models')")
-    return s, load_bundle(d / BUNDLE_NAME)
+    saved.check_summary(s, str(path))
+    data = load_bundle(d / BUNDLE_NAME)
+    saved.check_pair(s, data, str(d / BUNDLE_NAME))
+    return s, data
+
+
+def _no_constant(name: str) -> None:
+    """summary.json never holds NaN/Infinity (undefined is null): refuse them."""
+    raise ValueError(f"{name} is not JSON (undefined values are null)")
 
 
 def render_outputs(
@@ -367,24 +389,32 @@ def render_outputs(
     formats: tuple[str, ...] | list[str] = ("html", "md"),
     junit_path: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Render the chosen formats from a result folder's saved files into ``out_dir``."""
+    """Render the chosen formats from a result folder's saved files into ``out_dir``: all of
+    them or none (a failure leaves the old files), never through a link (``OutputError``)."""
+    s, data = load_saved(result_dir)
+    out = check_out_dir(out_dir or result_dir)  # a file at --out is one line, not a traceback
+    with OutputSet() as outs:
+        written = _stage_renders(outs, s, data, out, formats, junit_path)
+    return written
+
+
+def _stage_renders(outs: OutputSet, s: dict[str, Any], data: ReportData, out: Path,
+                   formats: tuple[str, ...] | list[str],
+                   junit_path: str | Path | None) -> dict[str, Path]:  # fmt: skip
+    """Stage report.html / summary.md / junit.xml in ``outs``; every destination is claimed
+    (links refused) before the first is rendered, so a refusal costs no rendering."""
     from leakaudit.report.junit import render_junit
     from leakaudit.report.markdown import render_markdown
 
-    s, data = load_saved(result_dir)
-    out = Path(out_dir or result_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    if "html" in formats:
-        written["html"] = out / HTML_NAME
-        written["html"].write_text(render_html_from(s, data), **TEXT)
-    if "md" in formats:
-        written["md"] = out / MD_NAME
-        written["md"].write_text(render_markdown(s, data), **TEXT)
-    if "junit" in formats or junit_path is not None:
-        written["junit"] = Path(junit_path) if junit_path is not None else out / JUNIT_NAME
-        written["junit"].parent.mkdir(parents=True, exist_ok=True)
-        written["junit"].write_text(render_junit(s, data), **TEXT)
+    names = {"html": HTML_NAME, "md": MD_NAME, "junit": JUNIT_NAME}
+    written = {kind: out / name for kind, name in names.items() if kind in formats}
+    if junit_path is not None:
+        written["junit"] = Path(junit_path)
+    for kind, path in written.items():
+        outs.path(path, None if kind == "junit" and junit_path is not None else out)
+    render = {"html": render_html_from, "md": render_markdown, "junit": render_junit}
+    for kind, path in written.items():
+        outs.write(path, render[kind](s, data))
     return written
 
 
@@ -408,31 +438,49 @@ def write_report(
     junit_path: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Write summary.json and results.npz, then report.html and summary.md (and JUnit XML when
-    ``junit_path`` is given) rendered from them; timings go to run_info.json."""
+    ``junit_path`` is given) rendered from them; timings go to run_info.json. All of them or
+    none: each is staged beside its destination and replaced only when every one is complete."""
     from leakaudit.report.collect import collect
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = to_summary(result)
-    json_path = out / SUMMARY_NAME
-    json_path.write_text(summary_text(summary))
-    data = collect(result, summary, command)
-    save_bundle(data, out / BUNDLE_NAME)
-    _write_insight_pages(result, data, out)
-    written = render_outputs(out, out, ("html", "md"), junit_path=junit_path)
-    timings = result.timings or {n: a.seconds for n, a in result.models.items()}
-    peaks = {n: a.peak_mb for n, a in result.models.items() if a.peak_mb}
-    info = {"timings_s": _rounded(timings), "peak_rss_mb": _rounded(peaks), **(run_info or {})}
-    (out / "run_info.json").write_text(json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n")
-    return written["html"], json_path
+    with OutputSet() as outs:  # all outputs or none; the old set stays until all are rendered
+        for name in REPORT_FILES:
+            outs.path(out / name, out)  # links refused before any work
+        if junit_path is not None:
+            outs.path(junit_path)
+        json_tmp = outs.write(out / SUMMARY_NAME, summary_text(summary), out)
+        data = collect(result, summary, command)
+        bundle_tmp = outs.path(out / BUNDLE_NAME, out)
+        save_bundle(data, bundle_tmp)
+        _write_insight_pages(result, data, out, outs)
+        s = json.loads(json_tmp.read_text(encoding="utf-8"))  # rendered from what was saved
+        written = _stage_renders(outs, s, load_bundle(bundle_tmp), out, ("html", "md"), junit_path)
+        timings = result.timings or {n: a.seconds for n, a in result.models.items()}
+        peaks = {n: a.peak_mb for n, a in result.models.items() if a.peak_mb}
+        info = {"timings_s": _rounded(timings), "peak_rss_mb": _rounded(peaks), **(run_info or {})}
+        text = json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n"
+        outs.write(out / RUN_INFO_NAME, text, out)
+    return written["html"], out / SUMMARY_NAME
 
 
-def _write_insight_pages(result: AuditResult, data: ReportData, out: Path) -> None:
+def check_report_targets(out_dir: str | Path, junit_path: str | Path | None = None) -> None:
+    """Before the audit: refuse a link where ``write_report`` will write, and a ``--junit``
+    whose folder takes no file, so neither costs a whole audit first."""
+    out = Path(out_dir)
+    for name in REPORT_FILES:
+        refuse_link(out / name, out)
+    if junit_path is not None:
+        check_writable_file(junit_path, "--junit")
+
+
+def _write_insight_pages(result: AuditResult, data: ReportData, out: Path, outs: OutputSet) -> None:
     """Each model's full insight page (``--insight``) beside the report, which links to it."""
     from leakaudit.insight.page import write_page
 
     for name, page in data.meta.get("insight_pages", {}).items():
-        write_page(out, result.models[name].insight_page, page)
+        write_page(out, result.models[name].insight_page, page, outs)
 
 
 def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
