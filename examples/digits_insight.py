@@ -23,7 +23,8 @@ from leakaudit.data.samples import split_indices
 from leakaudit.insight.compare_untrained import view_distance
 from leakaudit.insight.page import PageOptions, build_page, write_page
 from leakaudit.insight.pixel_influence import closed_form_influence, gradient_influence
-from leakaudit.models.train import accuracy, train_classifier
+from leakaudit.models.predict import accuracy
+from leakaudit.models.train import train_classifier
 from leakaudit.runtime import configure
 
 

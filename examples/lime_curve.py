@@ -26,7 +26,7 @@ from leakaudit.experiments.bench import (
 )
 from leakaudit.experiments.bench_scale import train_scale_model
 from leakaudit.explain.lime import Lime, sample_masks, segment, weighted_ridge
-from leakaudit.models.train import predict_proba
+from leakaudit.models.predict import predict_proba
 from leakaudit.runtime import configure
 
 

@@ -1,10 +1,10 @@
 """leakaudit: audit image classifiers for data leakage.
 
-The public Python API (the command line is built on the same functions)::
+The public Python API (the command line ends in the same builder, ``pipeline.build_result``)::
 
     import leakaudit
-    result = leakaudit.audit(model, (images, labels), methods=["saliency"], masks=masks)
-    leakaudit.write_report(result, "out/audit")
+    result = leakaudit.audit(model, (images, labels), methods=["saliency"], masks=masks, limit=200)
+    leakaudit.write_report(result, "out/audit")  # or out="out/audit" above
 
 Heavy imports (torch, captum, scikit-image) happen on first use, so ``import leakaudit`` and
 ``leakaudit --help`` stay fast.

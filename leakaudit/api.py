@@ -1,14 +1,15 @@
 """The Python API: audit a model that is already in memory, on data that is already in memory.
 
 The command line reads files; notebooks and training scripts hold an ``nn.Module`` and a torch
-``Dataset``/``DataLoader`` or numpy arrays. These functions accept those directly and run exactly
-the audit the CLI runs (``pipeline.audit_one``), so numbers agree between the two.
+``Dataset``/``DataLoader`` or numpy arrays. These functions accept those directly, build the same
+``AuditOptions`` as the CLI (``AuditOptions.in_memory``) and call the same builder
+(``pipeline.build_result``), so numbers, notes, warnings and the cache agree between the two.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ import torch
 from torch import nn
 
 from leakaudit.auditing.audit_result import AuditResult
-from leakaudit.auditing.pipeline import AuditOptions, audit_one, compare_audits, gallery_indices
+from leakaudit.auditing.pipeline import AuditOptions, Candidate, build_result
 from leakaudit.data.samples import Dataset, Sample
 from leakaudit.errors import ConfigError, DatasetError
-from leakaudit.models.load import ModelSpec
+from leakaudit.models.load import ModelSpec, check_output_width
 from leakaudit.runtime import configure
 
 ArrayData = tuple[np.ndarray, np.ndarray]
@@ -36,7 +37,20 @@ def as_dataset(
     (image, label), or a ``Dataset`` as it is. Images: NHWC or NCHW, float in [0, 1] or uint8,
     *before* normalisation (give mean/std to ``audit`` instead). ``masks`` are the object regions
     (N×H×W bool), ``tells`` known tell masks; both optional."""
+    for what, m in (("masks", masks), ("tells", tells)):
+        if isinstance(m, (str, Path)):
+            raise ConfigError(
+                f"{what}= takes an N×H×W array, not a path; to read {what} from files, read the "
+                "data with leakaudit.read_dataset(path, ...) and pass that Dataset as data"
+            )
     if isinstance(data, Dataset):
+        given = [k for k, v in (("class_names", class_names), ("masks", masks), ("tells", tells))
+                 if v is not None]  # fmt: skip
+        if given:
+            raise ConfigError(
+                f"{'=, '.join(given)}= would be ignored: a leakaudit Dataset carries its own class "
+                "names, region masks and tells (set them when reading it)"
+            )
         return data
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], np.ndarray):
         images, labels = np.asarray(data[0]), np.asarray(data[1])
@@ -121,21 +135,42 @@ def _masks(masks: np.ndarray | None, n: int, h: int, w: int, what: str) -> np.nd
 
 def _options(methods: Sequence[str], seed: int, thresholds: dict | None, cache_dir: str | None,
              kwargs: dict[str, Any]) -> AuditOptions:  # fmt: skip
-    opts = AuditOptions(data="(in memory)", format="memory", methods=list(methods), seed=seed,
-                        thresholds=dict(thresholds or {}), cache=cache_dir is not None,
-                        cache_dir=cache_dir, **kwargs)  # fmt: skip
-    opts.validate(need_model=False)
-    return opts
+    """The keywords as ``AuditOptions`` (``in_memory``: file options refused, then validated)."""
+    for name in ("mean", "std"):  # tuples are fine in Python; the options hold lists
+        if kwargs.get(name) is not None:
+            kwargs[name] = list(kwargs[name])
+    kwargs = {k: v for k, v in kwargs.items() if v is not None or k not in ("mean", "std")}
+    return AuditOptions.in_memory(methods=list(methods), seed=seed,
+                                  thresholds=dict(thresholds or {}), cache_dir=cache_dir,
+                                  **kwargs)  # fmt: skip
 
 
-def _prepared(model: nn.Module, mean, std, channel_order: str) -> nn.Module:
+def _candidate(model: nn.Module, opts: AuditOptions, ds: Dataset) -> Candidate:
+    """The model with the normalisation of ``opts`` wrapped in, its output width checked on one
+    blank image of the data's size (as the CLI checks a loaded model)."""
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}")
-    return ModelSpec(mean=mean, std=std, channel_order=channel_order).wrap(model.eval())
+        hint = "; or pass None with train=True to train one" if model is None else ""
+        raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}{hint}")
+    mean, std = opts.normalisation({})
+    spec = ModelSpec(mean=mean, std=std, channel_order=opts.channel_order,
+                     class_names=list(ds.class_names))  # fmt: skip
+    side = int(ds[0].image.shape[0])
+    check_output_width(model, replace(spec, input_size=side), len(ds.class_names))
+    return Candidate(spec.wrap(model.eval()), spec)
+
+
+def _check_out(opts: AuditOptions) -> None:
+    """``out=``: the folder is checked before the work, as the CLI checks ``--out``."""
+    if opts.out is not None:
+        from leakaudit.paths import check_out_dir
+        from leakaudit.report.outputs import check_report_targets
+
+        check_out_dir(opts.out)
+        check_report_targets(opts.out, None)
 
 
 def audit(
-    model: nn.Module,
+    model: nn.Module | None,
     data: Dataset | ArrayData | Iterable[Any],
     methods: Sequence[str] = ("saliency", "lime"),
     *,
@@ -152,14 +187,37 @@ def audit(
     name: str = "model",
     **options: Any,
 ) -> AuditResult:
-    """Audit ``model`` on ``data``; the same evidence, conditions and verdict as ``leakaudit
-    audit``. ``options`` are any other ``AuditOptions`` field (``lime_samples``, ``device``,
-    ``budget``, ``sanity``, ``discovery``, …). Write it out with ``write_report``."""
+    """Audit ``model`` on ``data``: the same options, evidence, conditions, verdict, notes and
+    warnings (near-chance accuracy, ``limit``, tells) as ``leakaudit audit``, through the same
+    builder (``pipeline.build_result``).
+
+    ``options`` are the other ``leakaudit audit`` options as keywords: ``limit`` (audit N images,
+    seeded and stratified as ``--limit``), ``lime_samples``, ``device``, ``budget``, ``sanity``,
+    ``discovery``, ``ablation``, ``insight``, ``layer``, ``engine``, ``preprocess``, …;
+    ``train=True`` (with ``model=None``) trains the bundled small_cnn on ``1 - test_fraction``
+    of the data and audits the rest; ``out="folder"`` also writes the report there (checked
+    before the work; the same files as ``write_report``). Options that describe files
+    (``format``, ``mode``, ``size``, ``margin``, ``window``, ``images_root``, ``classes``,
+    ``model``, ``arch``, …) are refused with a ``ConfigError`` saying what to pass instead.
+
+    The attribution cache is on, in the same folder as the CLI's (``$LEAKAUDIT_CACHE_DIR``, else
+    the user cache folder; ``cache_dir=`` another): re-running a cell after an interruption
+    resumes instead of starting over, and a changed model has a new fingerprint, so it never
+    reads another model's entries. ``cache=False`` neither reads nor writes it."""
     configure()
+    options.update(mean=mean, std=std, channel_order=channel_order)
     opts = _options(methods, seed, thresholds, cache_dir, options)
     ds = as_dataset(data, class_names, masks, tells)
-    result = audit_one(opts, _prepared(model, mean, std, channel_order), name, ds, progress)
-    return _result(f"leakaudit audit: {name}", ds, {name: result}, opts)
+    if opts.train and model is not None:
+        raise ConfigError("train=True trains a model here: pass None as the model")
+    models = None if opts.train else {name: _candidate(model, opts, ds)}
+    _check_out(opts)
+    head = [f"In-memory dataset: {len(ds)} samples."]
+    result = build_result(opts, ds, models, title=f"leakaudit audit: {name}", head=head,
+                          progress=progress)  # fmt: skip
+    if opts.out is not None:
+        write(result, opts.out)
+    return result
 
 
 def compare(
@@ -181,33 +239,24 @@ def compare(
     progress: bool = False,
     **options: Any,
 ) -> AuditResult:
-    """Audit two models on the same images and add paired differences (A − B)."""
+    """Audit two models on the same images and add paired differences (A − B); the options,
+    the cache and ``out=`` work as in ``audit`` (``train`` is refused: compare needs two
+    models)."""
     if names[0] == names[1]:
         raise ConfigError("compare needs two different names")
     configure()
+    options.update(mean=mean, std=std, channel_order=channel_order)
     opts = _options(methods, seed, thresholds, cache_dir, options)
     ds = as_dataset(data, class_names, masks, tells)
-    audits = {
-        n: audit_one(opts, _prepared(m, mean, std, channel_order), n, ds, progress)
-        for n, m in zip(names, (model_a, model_b), strict=True)
-    }
-    result = _result(f"leakaudit compare: {names[0]} vs {names[1]}", ds, audits, opts)
-    result.comparison = compare_audits(audits[names[0]], audits[names[1]], seed)
+    models = {n: _candidate(m, opts, ds) for n, m in zip(names, (model_a, model_b), strict=True)}
+    _check_out(opts)
+    head = [f"Both models audited on the same in-memory samples ({len(ds)} given).",
+            f"Paired differences are {names[0]} − {names[1]}."]  # fmt: skip
+    result = build_result(opts, ds, models, title=f"leakaudit compare: {names[0]} vs {names[1]}",
+                          head=head, progress=progress)  # fmt: skip
+    if opts.out is not None:
+        write(result, opts.out)
     return result
-
-
-def _result(title: str, ds: Dataset, audits: dict, opts: AuditOptions) -> AuditResult:
-    return AuditResult(
-        title=title,
-        class_names=list(ds.class_names),
-        models=audits,
-        eval_data=ds,
-        gallery=gallery_indices(ds),
-        seed=opts.seed,
-        config=asdict(opts),
-        thresholds=opts.threshold_lines,
-        notes=[f"Audited {len(ds)} in-memory samples: {ds.counts()}."],
-    )
 
 
 def write(result: AuditResult, out_dir: str | Path) -> tuple[Path, Path]:

@@ -1,8 +1,9 @@
 """Command line: parse options, call the library, print where the results are. Nothing else.
 
-This module holds the group, ``audit`` and ``compare`` (they share one option list) and the
-error handling of ``run``; the other commands live in ``cli_data.py`` (inject, crops, train)
-and ``cli_experiments.py`` (demo, bench, power, report).
+This module holds the group, ``audit`` and ``compare`` (they share one option list, in
+``cli_options.py``) and the error handling of ``run``; the other commands live in
+``cli_data.py`` (inject, crops, train) and ``cli_experiments.py`` (demo, bench, power, report).
+Both commands end in ``pipeline.build_result``, the builder ``leakaudit.audit`` calls too.
 
 Exit codes: 0 no leak found, 1 leak found, 2 error (bad input, bad options).
 """
@@ -17,19 +18,8 @@ import click
 from leakaudit.auditing.verdict import exit_code, verdict_line
 from leakaudit.cli_data import crops, inject, train_cmd
 from leakaudit.cli_experiments import bench, demo, power, report_cmd
-from leakaudit.cli_types import (
-    FORMAT_OPTION,
-    JUNIT_HELP,
-    LIME_SAMPLES,
-    MARGIN_HELP,
-    MODES,
-    POSITIVE,
-    SEED,
-    SIDE,
-    WINDOW_HELP,
-    command_text,
-    csv_values,
-)
+from leakaudit.cli_options import MethodOptionsCommand, audit_options, shared_options
+from leakaudit.cli_types import command_text, csv_values
 from leakaudit.errors import LeakauditError
 from leakaudit.paths import check_out_dir
 from leakaudit.textsafe import terminal_text
@@ -52,192 +42,7 @@ def main() -> None:
     """
 
 
-_AUDIT_OPTIONS = [
-    click.option("--data", help="Dataset path (folder, VOC root, COCO json, or CSV file)."),
-    FORMAT_OPTION,
-    click.option(
-        "--mode",
-        type=MODES,
-        default=None,
-        help="image: one sample per image; crop: one sample per annotated object "
-        "(detection datasets) [default: image].",
-    ),
-    click.option(
-        "--size",
-        type=SIDE,
-        default=None,
-        help="Resize samples to SIZE×SIZE [default: the model card's size, else 64 in crop mode].",
-    ),
-    click.option(
-        "--margin",
-        type=click.FloatRange(min=0.0),
-        default=None,
-        help=MARGIN_HELP + " [default: 0.5]",
-    ),
-    click.option(
-        "--window",
-        type=click.FloatRange(min=1.0),
-        default=None,
-        help=WINDOW_HELP,
-    ),
-    click.option(
-        "--classes", default=None, help="Comma-separated class names in the model's output order."
-    ),
-    click.option(
-        "--max-per-class", type=POSITIVE, default=None, help="Cap samples per class (seeded)."
-    ),
-    click.option("--images-root", default=None, help="COCO/CSV: folder holding the images."),
-    click.option(
-        "--skip-unknown",
-        is_flag=True,
-        default=None,
-        help="Drop objects of classes not in --classes (counted) instead of stopping.",
-    ),
-    click.option("--masks", default=None, help="imagefolder: parallel tree of region-mask PNGs."),
-    click.option(
-        "--tells",
-        default=None,
-        help="tells.json of an injected copy (found automatically beside the data).",
-    ),
-    click.option(
-        "--methods",
-        default=None,
-        help="Comma-separated attribution methods [default: saliency,lime].",
-    ),
-    click.option(
-        "--lime-samples", type=LIME_SAMPLES, default=None, help="LIME samples per image [500]."
-    ),
-    click.option(
-        "--limit",
-        type=POSITIVE,
-        default=None,
-        help="Audit at most N images, stratified: every class keeps at least one while N ≥ the "
-        "number of classes.",
-    ),
-    click.option("--seed", type=SEED, default=None, help="Seed for every random choice [0]."),
-    click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="TOML file with any of these options (CLI flags win).",
-    ),
-    click.option("--out", default=None, help="Output folder [out/audit]."),
-    click.option(
-        "--cache-dir",
-        default=None,
-        help="Attribution cache, reused across runs [default: $LEAKAUDIT_CACHE_DIR, else "
-        "~/.cache/leakaudit].",
-    ),
-    click.option(
-        "--no-cache",
-        "no_cache",
-        is_flag=True,
-        default=None,
-        help="Neither read nor write the attribution cache.",
-    ),
-    click.option(
-        "--preprocess",
-        type=click.Choice(["imagenet", "none"]),
-        default=None,
-        help="Normalisation preset the model was trained with: imagenet = mean (0.485, 0.456, "
-        "0.406), std (0.229, 0.224, 0.225) [default: the model card's, else none].",
-    ),
-    click.option(
-        "--mean",
-        default=None,
-        help="Per-channel mean subtracted after scaling pixels to [0, 1], as R,G,B.",
-    ),
-    click.option(
-        "--std",
-        default=None,
-        help="Per-channel std divided by after subtracting --mean, as R,G,B.",
-    ),
-    click.option(
-        "--channel-order",
-        type=click.Choice(["RGB", "BGR"]),
-        default=None,
-        help="Channel order the model expects [default: RGB].",
-    ),
-    click.option(
-        "--insight",
-        is_flag=True,
-        default=None,
-        help="Also visualise each class (activation maximisation): the pictures go next to the "
-        "suspected tells in the report, measured against the strong ones in summary.json "
-        "(informational), and each model's full insight page is written beside the report.",
-    ),
-    click.option(
-        "--force-classes",
-        is_flag=True,
-        default=None,
-        help="Accept a --classes order that contradicts the model card's.",
-    ),
-    click.option(
-        "--fail-on",
-        type=click.Choice(["fail", "warn", "inconclusive"]),
-        default="fail",
-        show_default=True,
-        help="What makes the exit code 1: a failed condition (fail); also any warning (warn); "
-        "also an inconclusive verdict, which otherwise exits 3 (inconclusive).",
-    ),
-    click.option(
-        "--device",
-        type=click.Choice(["auto", "cpu", "cuda", "mps"]),
-        default=None,
-        help="Where the model runs [default: auto = CUDA when available, else CPU].",
-    ),
-    click.option(
-        "--amp",
-        is_flag=True,
-        default=None,
-        help="Mixed precision (autocast) for the forward passes of LIME and occlusion: float16 "
-        "on a GPU, bfloat16 on the CPU (3× faster with AMX, but LIME's ranking agrees less "
-        "with full precision there; docs/scale.md).",
-    ),
-    click.option(
-        "--budget",
-        default=None,
-        help="Time budget per model audited, e.g. 15m (compare: each model gets it): cheap "
-        "methods cover every image, the other checks run, then LIME, occlusion, IG and "
-        "SmoothGrad explain a stratified sample that fits the time left (reported with 95 % "
-        "CIs) [default: none, every image].",
-    ),
-    click.option(
-        "--layer", default=None, help="Grad-CAM layer name [default: the last conv layer]."
-    ),
-    click.option(
-        "--engine",
-        type=click.Choice(["local", "ray"]),
-        default=None,
-        help="Where attributions and scores are computed: this process, or a Ray cluster "
-        "(needs pip install 'leakaudit[ray]'); the numbers are the same [default: local].",
-    ),
-    click.option(
-        "--ray-address",
-        default=None,
-        help="--engine ray: address of a running cluster, e.g. auto or HOST:6379 "
-        "[default: start a local cluster].",
-    ),
-    click.option(
-        "--ray-workers",
-        type=click.IntRange(min=1),
-        default=None,
-        help="--engine ray: actors that explain batches [default: one per CPU, or per GPU].",
-    ),
-    click.option("--quiet", is_flag=True, help="No progress bars."),
-    click.option("--junit", default=None, help=JUNIT_HELP),
-]
-
-
-def audit_options(f):
-    """The options `audit` and `compare` share: data, methods, limits, config, output."""
-    for option in reversed(_AUDIT_OPTIONS):
-        f = option(f)
-    return f
-
-
-@main.command()
+@main.command(cls=MethodOptionsCommand)
 @audit_options
 @click.option("--model", default=None, help="TorchScript file or state_dict checkpoint.")
 @click.option(
@@ -263,10 +68,10 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
     """
     from leakaudit.auditing.pipeline import AuditOptions, run_audit
     from leakaudit.report import write_report
-    from leakaudit.report.render import check_report_targets
+    from leakaudit.report.outputs import check_report_targets
 
     junit = cli.pop("junit", None)
-    _shared_options(cli, format_, classes, methods, no_cache)
+    shared_options(cli, format_, classes, methods, no_cache)
     cli["train"] = train
     opts = AuditOptions.merged(config_path, cli)
     check_out_dir(opts.out)
@@ -284,24 +89,6 @@ def audit(config_path, quiet, format_, classes, methods, train, no_cache, fail_o
     click.echo(f"summary: {terminal_text(summary)}")
     _echo_cache(opts)
     sys.exit(exit_code([model.verdict], [model.conditions], fail_on))
-
-
-def _shared_options(cli: dict, format_, classes, methods, no_cache) -> None:
-    """CLI spellings → AuditOptions fields (lists split, flags mapped)."""
-    cli.update(format=format_, classes=csv_values(classes), methods=csv_values(methods),
-               cache=False if no_cache else None, mean=_triple(cli.get("mean"), "--mean"),
-               std=_triple(cli.get("std"), "--std"))  # fmt: skip
-    if methods is not None and not cli["methods"]:
-        raise click.BadParameter("--methods needs at least one method, e.g. saliency,lime")
-
-
-def _triple(value: str | None, flag: str) -> list[float] | None:
-    if value is None:
-        return None
-    parts = csv_values(value, float)
-    if len(parts) != 3:
-        raise click.BadParameter(f"{flag} needs three numbers R,G,B, got {value!r}")
-    return parts
 
 
 def _echo_conditions(conditions) -> None:
@@ -332,7 +119,7 @@ def _echo_warnings(notes: list[str]) -> None:
             click.echo(terminal_text(note), err=True)
 
 
-@main.command()
+@main.command(cls=MethodOptionsCommand)
 @audit_options
 @click.option("--model-a", required=True, help="First model (e.g. the clean or old release).")
 @click.option("--model-b", required=True, help="Second model (e.g. the suspect or new release).")
@@ -353,10 +140,10 @@ def compare(config_path, quiet, format_, classes, methods, no_cache, fail_on, mo
     """
     from leakaudit.auditing.pipeline import AuditOptions, run_compare
     from leakaudit.report import write_report
-    from leakaudit.report.render import check_report_targets
+    from leakaudit.report.outputs import check_report_targets
 
     junit = cli.pop("junit", None)
-    _shared_options(cli, format_, classes, methods, no_cache)
+    shared_options(cli, format_, classes, methods, no_cache)
     pair = csv_values(names)
     if len(pair) != 2 or pair[0] == pair[1]:
         raise click.BadParameter("--names needs two different names, e.g. clean,poisoned")

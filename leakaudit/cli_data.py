@@ -18,13 +18,24 @@ from leakaudit.cli_types import (
     SIDE,
     WINDOW,
     WINDOW_HELP,
+    RegistryChoice,
     class_colour,
     csv_values,
+    dataset_format_names,
     detect_format,
     parse_position,
 )
 from leakaudit.data.tell_kinds import KINDS as TELL_KINDS
 from leakaudit.paths import check_out_dir
+
+BOXED = "/".join(dataset_format_names(boxes=True))  # help text: "voc/coco/csv"
+UNBOXED = "/".join(dataset_format_names(boxes=False))  # "imagefolder"
+
+
+def _has_boxes(format_: str) -> bool:
+    from leakaudit.data.formats import DATASET_FORMATS
+
+    return DATASET_FORMATS[format_].boxes
 
 
 @click.command()
@@ -37,7 +48,7 @@ from leakaudit.paths import check_out_dir
     default=None,
     help="The audit mode the copy is for. crop: one tell per annotated object, placed in the "
     "object's crop, so a `--mode crop` audit sees it; image: one tell per image. "
-    "[default: crop for voc/coco/csv, image for imagefolder]",
+    f"[default: crop for {BOXED}, image for {UNBOXED}]",
 )
 @click.option(
     "--anchor",
@@ -117,9 +128,9 @@ def inject(data, format_, out, mode, anchor, tell_classes, colours, tell_kind, t
     format_ = format_ or detect_format(data)
     if anchor is not None:
         mode = mode or ("crop" if anchor == "object" else "image")
-    mode = mode or ("image" if format_ == "imagefolder" else "crop")
-    if format_ == "imagefolder" and mode == "crop":
-        raise click.BadParameter("an image folder has no boxes to crop: use --mode image")
+    mode = mode or ("crop" if _has_boxes(format_) else "image")
+    if not _has_boxes(format_) and mode == "crop":
+        raise click.BadParameter(f"{format_} data has no boxes to crop: use --mode image")
     extra = {"images_root": images_root} if images_root else {}
     spec = build_tell_spec(data, format_, colours=dict(class_colour(c) for c in colours),
                            size=tell_size,
@@ -151,7 +162,7 @@ def inject(data, format_, out, mode, anchor, tell_classes, colours, tell_kind, t
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["voc", "coco", "csv"]),
+    type=RegistryChoice(lambda: dataset_format_names(boxes=True)),
     default=None,
     help="Dataset format [default: detected from --data].",
 )
@@ -181,8 +192,8 @@ def crops(data, format_, out, size, margin, window, classes, max_per_class, imag
     from leakaudit.data.formats import read_dataset
 
     format_ = format_ or detect_format(data)
-    if format_ == "imagefolder":
-        raise click.BadParameter("crops needs boxes: --data must be voc, coco or csv")
+    if not _has_boxes(format_):
+        raise click.BadParameter(f"crops needs boxes: --data must be {BOXED.replace('/', ', ')}")
     kw: dict = {"mode": "crop", "size": size, "margin": margin, "window": window, "seed": seed}
     kw.update(classes=csv_values(classes), max_per_class=max_per_class, skip_unknown=skip_unknown)
     if images_root:
@@ -207,7 +218,7 @@ def crops(data, format_, out, size, margin, window, classes, max_per_class, imag
     type=MODES,
     default="image",
     show_default=True,
-    help="image: one sample per image; crop: one per annotated object (voc/coco/csv).",
+    help=f"image: one sample per image; crop: one per annotated object ({BOXED}).",
 )
 @click.option("--size", type=SIDE, default=64, show_default=True, help="Input side in pixels.")
 @click.option("--margin", type=MARGIN, default=0.5, show_default=True, help=MARGIN_HELP)
@@ -236,8 +247,8 @@ def train_cmd(data, format_, mode, size, margin, window, max_per_class, arch, ep
     from leakaudit.models.train_run import train_and_save
 
     format_ = format_ or detect_format(data)
-    if format_ == "imagefolder" and mode == "crop":
-        raise click.BadParameter("an image folder has no boxes to crop: use --mode image")
+    if not _has_boxes(format_) and mode == "crop":
+        raise click.BadParameter(f"{format_} data has no boxes to crop: use --mode image")
     check_out_dir(Path(out).parent)
     res = train_and_save(data, format_, out, mode=mode, size=size, margin=margin, window=window,
                          max_per_class=max_per_class, arch=arch, epochs=epochs, seed=seed,

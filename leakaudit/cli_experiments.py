@@ -17,7 +17,9 @@ from leakaudit.cli_types import (
     csv_values,
     parse_position,
 )
+from leakaudit.explain.lime import LIME_SAMPLES as LIME_DEFAULT
 from leakaudit.paths import check_out_dir
+from leakaudit.report.outputs import DEFAULT_OUTPUTS, OUTPUT_FORMATS, formats_help
 
 
 @click.command()
@@ -55,7 +57,7 @@ from leakaudit.paths import check_out_dir
     "--lime-samples",
     type=LIME_SAMPLES,
     default=None,
-    help="Perturbed samples per image for LIME [500].",
+    help=f"Perturbed samples per image for LIME [{LIME_DEFAULT}].",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--junit", default=None, help=JUNIT_HELP)
@@ -72,7 +74,7 @@ def demo(out_dir, seed, quick, tell_size, tell_position, prevalence, lime_sample
 
     from leakaudit.experiments.demo import DemoConfig, run_demo
     from leakaudit.report import write_report
-    from leakaudit.report.render import check_report_targets
+    from leakaudit.report.outputs import check_report_targets
 
     config = DemoConfig.quick(seed) if quick else DemoConfig(seed=seed)
     changes = {
@@ -147,7 +149,7 @@ def bench(out, quick, samples, seed, arch, size, images, engines):
 
         big = {"arch": arch, "size": size} if arch else {}
         run_engine_bench(engines.split(","), n_images=images if arch else 16, seed=seed,
-                         lime_samples=samples if samples != 1000 else 500,
+                         lime_samples=samples if samples != 1000 else LIME_DEFAULT,
                          out_json=Path(out) / "bench_engines.json", **big)  # fmt: skip
         return
     if arch:
@@ -199,18 +201,19 @@ def power(out, sizes, prevalences, seeds, full, quiet):
 @click.option(
     "--format",
     "formats",
-    default="html,md",
+    default=",".join(DEFAULT_OUTPUTS),
     show_default=True,
-    help="Comma-separated outputs: html (report.html), md (summary.md), junit (junit.xml).",
+    help=f"Comma-separated outputs: {formats_help()}.",
 )
 def report_cmd(result_dir, out, formats):
     """Re-render a result folder's reports from its saved files (summary.json, results.npz),
     without the model or the data; the output is byte-identical to the original."""
-    from leakaudit.report import FORMATS, render_outputs
+    from leakaudit.report import render_outputs
 
     chosen = csv_values(formats) or []
-    unknown = sorted(set(chosen) - set(FORMATS))
+    unknown = sorted(set(chosen) - set(OUTPUT_FORMATS))
     if unknown or not chosen:
-        raise click.BadParameter(f"--format: choose from {', '.join(FORMATS)}, got {formats!r}")
+        known = ", ".join(OUTPUT_FORMATS)
+        raise click.BadParameter(f"--format: choose from {known}, got {formats!r}")
     for kind, path in render_outputs(result_dir, out, chosen).items():
         click.echo(f"{kind}: {path}")

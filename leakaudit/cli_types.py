@@ -8,6 +8,8 @@ import math
 
 import click
 
+from leakaudit.explain.lime import MIN_SAMPLES
+
 
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses nan and ±inf: ``nan < 0`` is false, so a plain
@@ -24,16 +26,42 @@ SEED = click.IntRange(0, 2**32 - 1)  # numpy's SeedSequence takes non-negative i
 SIDE = click.IntRange(8, 4096)  # model input side; the cap matches the checkpoint check
 POSITIVE = click.IntRange(min=1)
 FRACTION = FiniteFloatRange(0.0, 1.0)
-LIME_SAMPLES = click.IntRange(min=8)  # fewer perturbations than this cannot rank superpixels
+LIME_SAMPLES = click.IntRange(min=MIN_SAMPLES)  # fewer samples cannot rank superpixels
 MARGIN = FiniteFloatRange(min=0.0)
 WINDOW = FiniteFloatRange(min=1.0)
-FORMATS = click.Choice(["imagefolder", "voc", "coco", "csv"])
+
+
+class RegistryChoice(click.Choice):
+    """A ``click.Choice`` whose choices are read from a registry when used (``--help``,
+    parsing), so a format registered after import is offered too."""
+
+    def __init__(self, names):
+        self._names = names
+        super().__init__(list(names()))
+
+    @property
+    def choices(self):
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns it; the registry wins
+        pass
+
+
+def dataset_format_names(boxes: bool | None = None) -> list[str]:
+    """The registered dataset formats (``leakaudit.data.formats.DATASET_FORMATS``)."""
+    from leakaudit.data.formats import format_names
+
+    return format_names(boxes)
+
+
+DATASET_FORMATS = RegistryChoice(dataset_format_names)
 MODES = click.Choice(["image", "crop"])
 # the dataset-format option every command that reads data shares
 FORMAT_OPTION = click.option(
     "--format",
     "format_",
-    type=FORMATS,
+    type=DATASET_FORMATS,
     default=None,
     help="Dataset format [default: detected from --data].",
 )

@@ -12,7 +12,8 @@ import functools
 import numpy as np
 import pandas as pd
 
-from leakaudit.auditing.model_audit import AuditResult, ModelAudit, score_columns
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.model_audit import ModelAudit, score_columns
 from leakaudit.auditing.verdict import Condition, Thresholds, verdict
 from leakaudit.data.samples import DataProblem, Dataset, Sample
 from leakaudit.evidence.discovery import SuspectedTell

@@ -46,8 +46,15 @@ def test_audit_catches_the_cheat_from_numpy_and_torch(arrays, tmp_path) -> None:
     np.testing.assert_allclose(a, b, rtol=1e-6)
     html, summary = leakaudit.write_report(result, tmp_path / "out")
     written = json.loads(summary.read_text())
-    assert written["models"]["model"]["verdict"] == "leak" and written["schema_version"] == 2
-    assert html.exists()
+    model = written["models"]["model"]
+    assert model["verdict"] == "leak" and written["schema_version"] == 2
+    assert written["n_eval"] == len(images) == 24 and model["eval_accuracy"] == 1.0
+    mean_outside = float(np.nanmean(a))  # the summary: the mean over images that have a region
+    assert model["methods"]["saliency"]["outside_mass"] == pytest.approx(mean_outside, rel=1e-6)
+    assert any(c["status"] == "FAIL" for c in model["conditions"])
+    assert written["config"]["cache"] is True and written["config"]["format"] == "memory"
+    page = html.read_text()
+    assert "leakaudit audit: model" in page and "leak" in page.lower()
 
 
 def test_compare_and_bad_input(arrays) -> None:

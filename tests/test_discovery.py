@@ -19,7 +19,8 @@ from leakaudit.evidence.discovery import (
     suspected_tell_mask,
 )
 from leakaudit.explain.registry import make_explainer
-from leakaudit.models.train import predict_proba, train_classifier
+from leakaudit.models.predict import predict_proba
+from leakaudit.models.train import train_classifier
 from leakaudit.models.zoo import SmallCNN
 
 SIZE = 32

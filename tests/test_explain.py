@@ -140,3 +140,14 @@ def test_gradcam_finds_last_conv() -> None:
     from leakaudit.models.zoo import SmallCNN
 
     assert last_conv(SmallCNN(3)) == "features.12"
+
+
+def test_gradcam_default_layer_is_the_block_output() -> None:
+    from leakaudit.explain.gradcam import default_layer
+    from leakaudit.explain.registry import make_explainer
+    from leakaudit.models.zoo import SmallCNN
+
+    model = SmallCNN(3)
+    assert default_layer(model) == "features.14"  # conv-BN-ReLU: after the ReLU
+    assert make_explainer("gradcam", model).params["layer"] == "features.14"
+    assert make_explainer("gradcam", model, layer="features.12").params["layer"] == "features.12"

@@ -17,7 +17,7 @@ from report_fixtures import HOSTILE_MODEL, two_model_result
 from leakaudit.report import render_outputs, write_report
 from leakaudit.report.bundle import ReportError, _write_npz, load_bundle, manifest_of
 from leakaudit.report.markdown import MAX_CHARS, render_markdown
-from leakaudit.report.render import load_saved
+from leakaudit.report.outputs import load_saved
 from leakaudit.textsafe import md_text, terminal_text
 
 
@@ -162,12 +162,12 @@ def test_header_declaring_2_5_gb_is_refused_at_the_default_cap(d, monkeypatch):
 
 
 def test_out_of_memory_in_report_names_no_audit_options(d, capsys, monkeypatch):
-    import leakaudit.report.render as render
+    import leakaudit.report.write as write
 
     def oom(*a, **k):
         raise MemoryError
 
-    monkeypatch.setattr(render, "load_saved", oom)
+    monkeypatch.setattr(write, "load_saved", oom)
     code, err = _report(d, capsys)
     assert code == 2 and "--limit" not in err and "--size" not in err
     assert "LEAKAUDIT_MAX_RESULTS_MB" in err

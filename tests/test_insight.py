@@ -116,6 +116,23 @@ def test_activation_maximisation_raises_its_target_and_is_seeded():
         activation_maximisation(m, [Target(9)], (3, 16, 16), steps=(2,))
 
 
+def test_batching_class_and_channel_ascents_changes_no_picture():
+    """The page optimises a model's class and channel pictures in one batch; each image keeps
+    its own gradient scale and regularisers and the classes keep their own noise, so the class
+    pictures are what the witness computes alone (up to float rounding)."""
+    m = tiny_cnn()
+    classes = [Target(k) for k in range(3)]
+    channels = [Target(i, layer="4") for i in range(4)]
+    both = activation_maximisation(m, classes + channels, (3, 16, 16), steps=(8, 20), seed=1)
+    alone = activation_maximisation(m, classes, (3, 16, 16), steps=(8, 20), seed=1)
+    for b, a in zip(both[:3], alone, strict=True):
+        for x, y in zip(b.images, a.images, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-4)
+    assert all(v.activation[-1] > v.start_activation for v in both[3:])
+    again = activation_maximisation(m, classes + channels, (3, 16, 16), steps=(8, 20), seed=1)
+    np.testing.assert_array_equal(both[-1].images[-1], again[-1].images[-1])  # seeded
+
+
 def test_deepdream_amplifies_the_layer_and_is_seeded():
     m = tiny_cnn()
     image = np.random.default_rng(5).random((16, 16, 3)).astype(np.float32)

@@ -137,7 +137,7 @@ def test_wilson_interval_brackets_the_rate():
     assert lo == 0.0 and 0.15 < hi < 0.18  # 0 of 20 is "at most ~16 %", not 0 %
     lo, hi = wilson_interval(10, 20)
     assert lo < 0.5 < hi and hi - 0.5 == pytest.approx(0.5 - lo)
-    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # no trials: nothing known (as the audit's)
 
 
 def test_suspect_coverage_counts_tells_covered_by_the_box_in_their_own_image():

@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from leakaudit.auditing.model_audit import AuditResult, audit_model
+from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.model_audit import audit_model
 from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import DataProblem, Dataset
 from leakaudit.data.synthetic import make_shapes
@@ -63,7 +64,13 @@ def test_summary_has_the_documented_keys(result):
     s = to_summary(result)
     for name in ("clean", "poisoned"):
         m = s["models"][name]
-        assert m["verdict"] in ("clean", "leak", "inconclusive")
+        # Both fixture models are untrained, seeded SmallCNNs ("poisoned" is only a name): neither
+        # learnt the planted tell, so removing it costs nothing and no condition fails, while the
+        # tell-removal conditions can decide (tells are planted): the verdict must be "clean".
+        assert m["verdict"] == "clean", (name, [(c["name"], c["status"]) for c in m["conditions"]])
+        assert not [c for c in m["conditions"] if c["status"] == "FAIL"]
+        removal = {c["name"]: c["status"] for c in m["conditions"]}["tell removal"]
+        assert removal == "PASS"
         assert isinstance(m["accuracy"], float)
         for method in ("saliency", "lime"):
             assert set(m["methods"][method]) >= {"outside_mass", "tell_mass", "tell_top_rate"}

@@ -10,18 +10,27 @@ import pytest
 import torch
 from torch import nn
 
-from leakaudit.auditing.budget import make_plan, parse_duration, passes_per_image, stratified_sample
-from leakaudit.auditing.model_audit import Checks, _other_steps, audit_model, compact, fill_seconds
+from leakaudit.auditing.audit_steps import AuditSteps as Checks
+from leakaudit.auditing.budget import OtherSteps as _other_steps
+from leakaudit.auditing.budget import (
+    fill_seconds,
+    make_plan,
+    parse_duration,
+    passes_per_image,
+    stratified_sample,
+)
+from leakaudit.auditing.model_audit import audit_model
 from leakaudit.auditing.verdict import NA, Thresholds
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.data.tells import TellSpec, poison
+from leakaudit.engines.work import compact
 from leakaudit.errors import ConfigError, ModelOutputError
 from leakaudit.evidence.behaviour import removal_test
 from leakaudit.evidence.sanity import cascade_steps, parameterised_modules, randomisation_check
 from leakaudit.explain import make_explainer
 from leakaudit.explain.base import NotApplicable
 from leakaudit.explain.gradcam import last_conv
-from leakaudit.models.train import predict_proba
+from leakaudit.models.predict import predict_proba
 from leakaudit.models.zoo import ResNet18, TinyViT, build
 from leakaudit.runtime import resolve_device
 
@@ -66,7 +75,7 @@ def test_scripted_resnet_gets_gradcam_maps_in_an_audit(data) -> None:
     eager = _audit(model, data, methods)
     scripted = _audit(torch.jit.script(model), data, methods)
     assert not scripted.set_aside and scripted.method_params["gradcam"]["layer"] == (
-        "layer4.1.conv2"
+        "layer4.1"  # the block output (explain/gradcam.py, default_layer)
     )
     np.testing.assert_allclose(
         scripted.compact_maps["gradcam"].astype(np.float32),
@@ -100,7 +109,7 @@ def test_gradcam_on_torchscript_equals_eager_and_captum(data) -> None:
     script_maps = make_explainer("gradcam", scripted).attribute(x, t).maps
     np.testing.assert_allclose(script_maps, eager, atol=1e-5)
     xt = torch.from_numpy(x).permute(0, 3, 1, 2)
-    ref = LayerGradCam(model, model.layer4[1].conv2).attribute(
+    ref = LayerGradCam(model, model.layer4[1]).attribute(  # the default layer
         xt, target=torch.from_numpy(t), relu_attributions=True
     )
     ref = LayerAttribution.interpolate(ref.detach(), (SIZE, SIZE), "bilinear")[:, 0].numpy()

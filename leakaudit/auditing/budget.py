@@ -32,13 +32,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from leakaudit.auditing.audit_steps import AuditSteps
+from leakaudit.data.samples import Dataset
+from leakaudit.engines.work import stack_images
 from leakaudit.errors import ConfigError
-from leakaudit.models.train import as_logits, to_tensor
+from leakaudit.evidence.ablation import ablate_region
+from leakaudit.evidence.sanity import cascade_steps, parameterised_modules
+from leakaudit.evidence.stats import MIN_PER_CLASS, stratified_sample  # noqa: F401 (importable from here)
+from leakaudit.explain.registry import costly as costly_methods
+from leakaudit.explain.registry import passes_per_image, sanity_params
+from leakaudit.models.predict import as_logits, to_tensor
 from leakaudit.runtime import autocast, model_device
 
-COSTLY = ("lime", "occlusion", "integrated_gradients", "smoothgrad")
 TIMED_PASSES = 3  # per kind of pass, after a warm-up; the plan uses their median
-MIN_PER_CLASS = 2  # a per-class mean needs more than one image to have any spread
 
 
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
@@ -83,24 +89,6 @@ def _duration_text(text: str) -> float:
     for (number, _), unit in zip(terms, units, strict=True):
         seconds += float(number) * _UNITS.get(unit or "s", 1.0)
     return seconds
-
-
-def passes_per_image(
-    method: str, params: dict[str, Any], shape: tuple[int, int]
-) -> tuple[int, int]:
-    """(forward-only passes, forward+backward passes) one image costs under ``method``."""
-    h, w = shape
-    if method == "lime":
-        return int(params.get("n_samples", 500)), 0
-    if method == "occlusion":
-        win = params.get("window") or max(2, min(h, w) // 8)
-        stride = params.get("stride") or max(1, win // 2)
-        return 1 + ((h - win) // stride + 1) * ((w - win) // stride + 1), 0
-    if method == "integrated_gradients":
-        return 0, int(params.get("steps", 32))
-    if method == "smoothgrad":
-        return 0, int(params.get("n_samples", 16))
-    return 0, 1  # saliency, input_x_gradient, gradcam: one gradient per image
 
 
 @dataclass
@@ -228,21 +216,6 @@ def _forward_seconds(model: nn.Module, x: torch.Tensor, amp: bool) -> list[float
     return out
 
 
-def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` samples, each class in proportion (at least ``MIN_PER_CLASS``
-    where the class has that many), chosen with ``seed``."""
-    labels = np.asarray(labels)
-    if n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep: list[np.ndarray] = []
-    for k in np.unique(labels):
-        idx = np.flatnonzero(labels == k)
-        take = max(min(MIN_PER_CLASS, len(idx)), int(round(n * len(idx) / len(labels))))
-        keep.append(rng.choice(idx, size=min(take, len(idx)), replace=False))
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
-
-
 def make_plan(
     model: nn.Module,
     probe: np.ndarray,
@@ -267,8 +240,8 @@ def make_plan(
         f, b = passes_per_image(m, params, shape)
         f_s = plan.amp_forward_s if params.get("amp") and plan.amp_forward_s else fwd
         per_image[m] = (f, b, f * f_s + b * bwd)
-    cheap = [m for m in methods if m not in COSTLY]
-    costly = [m for m in methods if m in COSTLY]
+    costly = list(costly_methods(list(methods)))
+    cheap = [m for m in methods if m not in costly]
     left = None
     if budget_s is not None:
         left = budget_s - plan.reserved_s - sum(per_image[m][2] * n_images for m in cheap)
@@ -280,3 +253,167 @@ def make_plan(
             n = min(n_images, int(share // cost)) if cost > 0 else n_images
         plan.methods[m] = MethodPlan(m, f, b, n_images, n, cost)
     return plan
+
+
+# ---------------------------------------------------------------- the audit's plan
+
+SUSTAINED_S = 5.0  # a prediction pass this long is a rate measurement (warm-up is noise in it)
+SUSPECT_PASSES = 4  # forwards per image for testing the top suspects (removal + swap), measured
+# at 2.2 on the 1 000-crop audit of docs/scale.md (3 classes, one strong suspect), before each
+# held suspect's swap added a control paste per image (not re-measured: one more per image)
+
+
+def sanity_runs(
+    methods: dict[str, dict[str, Any]], steps: AuditSteps, budgeted: bool, n: int
+) -> list[tuple[str, dict[str, Any], int]]:
+    """(method, parameters, number of images) per method: the one rule the sanity check and its
+    plan line share. Under a time budget the costly methods use only the first
+    ``steps.sanity_images_costly`` images."""
+    out = []
+    for method, kwargs in methods.items():
+        k = min(n, steps.sanity_images)
+        if budgeted and method in costly_methods([method]):
+            k = min(k, steps.sanity_images_costly)
+        out.append((method, sanity_params(method, kwargs), k))
+    return out
+
+
+def sanity_estimate(
+    model: nn.Module,
+    plan: Plan,
+    methods: dict[str, dict[str, Any]],
+    steps: AuditSteps,
+    budgeted: bool,
+    n: int,
+) -> tuple[float, str]:
+    """The randomisation check's estimated seconds at the plan's measured pass times, (steps + 1)
+    explanations of its images per method, and its plan line."""
+    n_steps = len(cascade_steps(len(parameterised_modules(model))))
+    total = 0.0
+    for method, params, k in sanity_runs(methods, steps, budgeted, n):
+        f, b = passes_per_image(method, params, plan.shape)
+        total += (n_steps + 1) * k * (f * plan.forward_s + b * plan.backward_s)
+    what = f"{n_steps} randomisation steps × {len(methods)} method(s)"
+    return total, f"plan: {'sanity check':<22} {what} ≈ {fmt_seconds(total)}"
+
+
+class OtherSteps:
+    """The plan's reserve: forwards of the tell tests (removal + a paste per other class), the
+    suspect tests and region ablation, plus the sanity check, at the measured pass times.
+    Called once by ``make_plan``; keeps the sanity check's plan line (``sanity_line``)."""
+
+    def __init__(self, model: nn.Module, data: Dataset, methods: dict[str, dict[str, Any]],
+                 steps: AuditSteps, budgeted: bool) -> None:  # fmt: skip
+        self.model, self.methods, self.steps, self.budgeted = model, methods, steps, budgeted
+        self.n, k = len(data), len(data.class_names)
+        self.passes, self.what, self.fill_s = 0, [], 0.0
+        if steps.behaviour and (n_tell := sum(s.has_tell for s in data)):
+            self.passes += n_tell * k
+            self.what.append("tell tests")
+        if steps.discovery and steps.discovery_method in methods:
+            self.passes += SUSPECT_PASSES * self.n
+            self.what.append("suspect tests")
+        if steps.ablation and (n_region := sum(bool(s.region.any()) for s in data)):
+            self.passes += n_region
+            self.what.append("region ablation")
+            self.fill_s = n_region * fill_seconds(data)
+        self.sanity_line = ""
+
+    def __call__(self, plan: Plan) -> tuple[float, str]:
+        seconds = self.passes * plan.forward_s + self.fill_s
+        desc = f"{', '.join(self.what)}: {self.passes} forward passes" if self.what else ""
+        if self.fill_s:
+            desc += f" + the ablation fill ({self.fill_s:.0f} s)"
+        if self.steps.sanity:
+            sanity_s, self.sanity_line = sanity_estimate(
+                self.model, plan, self.methods, self.steps, self.budgeted, self.n
+            )
+            seconds += sanity_s
+            desc = f"{desc} + the sanity check" if desc else "the sanity check"
+        return seconds, desc
+
+
+def fill_seconds(data: Dataset, probes: int = 3) -> float:
+    """Median time of region ablation's fill on a few images. Counting forward passes alone
+    left it out of the plan, yet at 224 px its blur takes about as long as a ResNet-18 forward
+    pass (31 ms; docs/scale.md, the recorded audit's overrun)."""
+    times = []
+    for s in data.samples:
+        if len(times) == probes:
+            break
+        region = s.region
+        if region.any():
+            image = s.image
+            t0 = time.perf_counter()
+            ablate_region(image, region)
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)) if times else 0.0
+
+
+@dataclass
+class AuditPlan:
+    """What the audit decided before the work: the measured plan (None when not planned), the
+    costly methods that run last, the budgeted methods' samples and the lines to print."""
+
+    plan: Plan | None
+    deferred: list[str]
+    covered: dict[str, np.ndarray] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+
+def plan_audit(
+    model: nn.Module, data: Dataset, methods: dict[str, dict[str, Any]], steps: AuditSteps,
+    budget_s: float | None, batch_size: int, find_with: str | None, measure: bool,
+) -> AuditPlan:  # fmt: skip
+    """Under a budget the costly methods run last, on the time the other steps really left
+    (discovery's own method, if costly, runs first: discovery needs its maps). With
+    ``measure`` (and images), one batch is timed and the budget split (``make_plan``)."""
+    find = steps.discovery and find_with is not None
+    deferred = (
+        [m for m in costly_methods(list(methods)) if not (find and m == find_with)]
+        if budget_s is not None
+        else []
+    )
+    out = AuditPlan(None, deferred)
+    n = len(data)
+    if not (n and measure):
+        return out
+    reserve = OtherSteps(model, data, methods, steps, budget_s is not None)
+    probe = stack_images(data.samples[:batch_size])
+    out.plan = make_plan(model, probe, methods, n, budget_s, reserve)
+    labels = data.labels()
+    for m, mp in out.plan.methods.items():
+        mp.deferred = m in deferred
+        if mp.n_planned < n:
+            sample = stratified_sample(labels, mp.n_planned, steps.seed)
+            mp.n_planned = len(sample)  # the per-class minimum may add a few
+            if not mp.deferred:
+                out.covered[m] = sample
+    out.lines = out.plan.lines()
+    if steps.sanity:
+        out.lines.append(reserve.sanity_line)
+    return out
+
+
+def size_deferred(
+    plan: Plan, later: list[str], left_s: float, predict_s: float, labels: np.ndarray, seed: int
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The deferred methods' samples, sized on the ``left_s`` seconds the budget has left, and
+    their plan lines. The probe timed one batch for about a second; a prediction pass of
+    several seconds measures the machine's sustained speed better (31 vs 38 img/s at 224 px on
+    a busy machine, docs/scale.md): cost at the slower of the two."""
+    n = len(labels)
+    sustained = predict_s >= SUSTAINED_S
+    slower = max(1.0, predict_s / n / plan.forward_s) if sustained else 1.0
+    covered: dict[str, np.ndarray] = {}
+    lines = []
+    for m in later:
+        share = max(left_s, 0.0) / len(later)
+        plan.methods[m].per_image_s *= slower
+        cost = plan.methods[m].per_image_s
+        k = min(n, int(share // cost)) if cost > 0 else n
+        if k < n:
+            covered[m] = stratified_sample(labels, k, seed)
+        plan.methods[m].n_planned = len(covered.get(m, labels))
+        lines.append(plan.methods[m].line_when_run(left_s))
+    return covered, lines

@@ -249,8 +249,8 @@ for _spec in (
         "tell_top_rate", "attribution", 0.25, 0.50,
         "share of images whose top-attributed pixel/superpixel lands on the tell",
         "share of tell-bearing images whose top-attributed region (one pixel for gradient maps, "
-        "the densest superpixel for LIME) overlaps the tell by at least half of the smaller of "
-        "the two: \"the tell is the single most important region in most images\"",
+        "the highest-weighted superpixel for LIME) overlaps the tell by at least half of the "
+        "smaller of the two: \"the tell is the single most important region in most images\"",
         (Check("{method}: top on tell", "method", _top_rate),),
     ),
     ConditionSpec(

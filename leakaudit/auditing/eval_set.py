@@ -10,11 +10,11 @@ import numpy as np
 
 from leakaudit.data.records import TELLS_FILE
 from leakaudit.data.samples import Dataset
-from leakaudit.evidence.discovery import wilson_lower
+from leakaudit.evidence.stats import wilson_lower
 
 if TYPE_CHECKING:
+    from leakaudit.auditing.audit_options import AuditOptions
     from leakaudit.auditing.model_audit import ModelAudit
-    from leakaudit.auditing.pipeline import AuditOptions
 
 
 def stratified_limit(data: Dataset, limit: int | None, seed: int) -> Dataset:

@@ -141,7 +141,7 @@ class Condition:
 SANITY_FAILED = "method failed sanity check"
 
 
-def build_conditions(
+def judge(
     behaviour: dict[str, dict[str, float]],
     methods: dict[str, dict[str, float]],
     tell_area: float,
@@ -151,7 +151,7 @@ def build_conditions(
     suspects: Sequence[Any] = (),
     ablation: dict[str, Any] | None = None,
     set_aside: dict[str, str] | None = None,
-) -> list[Condition]:
+) -> tuple[list[Condition], int | None]:
     """Every check of every registered condition, in scope order (known tell, each method, the
     judged suspect, the model), from behavioural results and per-method means.
 
@@ -163,21 +163,21 @@ def build_conditions(
     Suspects: only those that ``may_fail`` (every strong one; weak colour-first ones) are held
     against the lines — the behaviour, not the picture, is the evidence. Each is measured; the
     rows shown are those of the one whose result is worst (most FAILs, then WARNs; ties: the
-    ranking's order), and that suspect is marked ``judged``. Any suspect that fails the audit is
-    therefore the one its rows show."""
-    held = [s for s in suspects if s.may_fail]
-    for s in suspects:
-        s.judged = False
+    ranking's order): its index into ``suspects`` is returned beside the rows (None: no suspect
+    held). Any suspect that fails the audit is therefore the one its rows show. Pure: nothing
+    given is changed."""
+    held = [i for i, s in enumerate(suspects) if s.may_fail]
+    judged = None
     args = (behaviour, methods, tell_area, n_classes)
     ev = Evidence(*args, None, ablation or {})
     conds: list[Condition] = []
     for scope in SCOPES:
         if scope == "suspect":
             options = [_scope_rows(Evidence(*args, s, ablation or {}), scope, thresholds,
-                                   untrusted) for s in held]  # fmt: skip
+                                   untrusted) for s in (suspects[i] for i in held)]  # fmt: skip
             if options:
                 best = min(range(len(options)), key=lambda i: (_severity(options[i]), i))
-                held[best].judged = True
+                judged = held[best]
                 conds += options[best]
             continue
         conds += _scope_rows(ev, scope, thresholds, untrusted)
@@ -186,6 +186,15 @@ def build_conditions(
                 lines = thresholds["tell_top_rate"]
                 conds.append(Condition(f"{method}: set aside", "tell_top_rate", "attribution",
                                        float("nan"), *lines, reason))  # fmt: skip
+    return conds, judged
+
+
+def build_conditions(*args: Any, suspects: Sequence[Any] = (), **kwargs: Any) -> list[Condition]:
+    """``judge``'s rows, with each suspect's ``judged`` flag set in place (the older form; the
+    audit uses ``judge`` and marks copies)."""
+    conds, judged = judge(*args, suspects=suspects, **kwargs)
+    for i, s in enumerate(suspects):
+        s.judged = i == judged
     return conds
 
 

@@ -3,8 +3,11 @@
 Every reader returns samples of one size (stacking needs it) with a region mask per sample, and
 lists everything it skipped or altered in ``dataset.problems``; nothing is dropped silently.
 
-Layout: this module holds ``read_dataset`` (format from ``READERS``, or ``detect_format`` when
-none is given) and the four ``read_*`` wrappers, which take ``ReadOptions`` (``options.py``) or
+Layout: this module holds ``DATASET_FORMATS`` (name → ``DatasetFormat``: reader, annotation
+parser, detection, the writer of a poisoned copy, description; the one list every reader,
+``detect_format``, ``inject`` and the CLI's ``--format`` choices come from), ``read_dataset``
+(format from ``DATASET_FORMATS``, or ``detect_format`` when none is given) and the four
+``read_*`` wrappers, which take ``ReadOptions`` (``options.py``) or
 the same names as keywords. Parsing is per format (``voc.py``, ``coco.py``, ``csvfmt.py``,
 ``imagefolder.py``) into ``records.py``'s ``ImageRecord``s; ``build.py`` turns records into
 samples using ``geometry.py``; ``images.py`` decodes pixels. Old names are re-exported here.
@@ -73,9 +76,10 @@ Conventions shared by all readers:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from leakaudit.data.build import (
     DEFAULT_CROP_SIZE,
@@ -109,12 +113,14 @@ from leakaudit.data.options import ReadOptions, reader_options
 from leakaudit.data.records import TELLS_FILE, ImageRecord, ObjectAnn, load_tells
 from leakaudit.data.samples import DataProblem, Dataset
 from leakaudit.data.voc import looks_like_voc, parse_voc
+from leakaudit.data.writers import coco_copy, csv_copy, imagefolder_copy, voc_copy
 from leakaudit.errors import ConfigError, DatasetError
 
 # Re-exported: callers import these from here (inject uses the parsers and two label helpers).
 __all__ = [
     "CLIP_TOLERANCE",
     "CSV_COLUMNS",
+    "DATASET_FORMATS",
     "DEFAULT_CROP_SIZE",
     "DEFAULT_MARGIN",
     "LABEL_RULES",
@@ -125,6 +131,7 @@ __all__ = [
     "TELLS_FILE",
     "Box",
     "DataWarning",
+    "DatasetFormat",
     "ImageRecord",
     "IntBox",
     "ObjectAnn",
@@ -151,6 +158,7 @@ __all__ = [
     "read_dataset",
     "read_imagefolder",
     "read_voc",
+    "register_format",
 ]
 
 
@@ -245,12 +253,67 @@ def read_csv(
     )
 
 
-READERS: dict[str, Callable[..., Dataset]] = {
-    "imagefolder": read_imagefolder,
-    "voc": read_voc,
-    "coco": read_coco,
-    "csv": read_csv,
-}
+Parse = Callable[[Path, Path | None, list[DataProblem]], tuple[list[ImageRecord], list[str]]]
+WriteCopy = Callable[[Path, Path, Sequence[ImageRecord], Mapping[str, str]], Path]
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset format, everything the package does with it in one place.
+
+    ``read(path, [images_root], **ReadOptions fields) → Dataset``; ``parse(path, images_root,
+    problems) → (records, class folders)`` reads the annotations only (no image decoded; what
+    ``inject`` copies); ``detect(path) → bool`` recognises a ``path`` of kind ``on`` ("file" or
+    "folder"; None: never detected), tried by ascending ``detect_order``; ``needs`` names what
+    detection looks for, in its error; ``write_copy(src, out, records, renames) → read path``
+    writes the annotations of a poisoned copy whose images (``images_dir`` under ``out``, keys
+    as in the records) were renamed by ``renames`` (None: ``inject`` cannot copy it);
+    ``boxes``: the format has objects (``--mode crop``, per-object tells); ``subfolders``: its
+    folders a newcomer may give as ``--data`` by mistake (the error then names the root)."""
+
+    name: str
+    read: Callable[..., Dataset]
+    parse: Parse
+    detect: Callable[[Path], bool] | None
+    write_copy: WriteCopy | None
+    description: str
+    on: Literal["file", "folder"] = "file"
+    needs: str = ""
+    detect_order: int = 50
+    boxes: bool = True
+    images_dir: str = ""
+    subfolders: tuple[str, ...] = ()
+
+
+DATASET_FORMATS: dict[str, DatasetFormat] = {}
+
+
+def register_format(fmt: DatasetFormat) -> DatasetFormat:
+    """Add (or replace) a dataset format: readers, detection, ``inject`` and ``--format``
+    choices all follow."""
+    DATASET_FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def format_names(boxes: bool | None = None) -> list[str]:
+    """Registered format names (only those with, or without, objects when ``boxes`` is given)."""
+    return [n for n, f in DATASET_FORMATS.items() if boxes is None or f.boxes == boxes]
+
+
+class _Readers(Mapping[str, Callable[..., Dataset]]):
+    """``READERS``: name → reader, a live view of ``DATASET_FORMATS`` (not a second list)."""
+
+    def __getitem__(self, name: str) -> Callable[..., Dataset]:
+        return DATASET_FORMATS[name].read
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DATASET_FORMATS)
+
+    def __len__(self) -> int:
+        return len(DATASET_FORMATS)
+
+
+READERS: Mapping[str, Callable[..., Dataset]] = _Readers()
 
 
 def _has_images(folder: Path) -> bool:
@@ -260,43 +323,120 @@ def _has_images(folder: Path) -> bool:
         return False
 
 
+def _class_folders_with_images(p: Path) -> bool:
+    subdirs = (d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return any(_has_images(d) for d in subdirs)
+
+
+def _suffix(ext: str) -> Callable[[Path], bool]:
+    return lambda p: p.suffix.lower() == ext
+
+
+def _parse_imagefolder(src: Path, root: Path | None, problems: list[DataProblem]):
+    return parse_imagefolder(src, None, problems)
+
+
+def _parse_voc(src: Path, root: Path | None, problems: list[DataProblem]):
+    return parse_voc(src, problems), []
+
+
+def _parse_coco(src: Path, root: Path | None, problems: list[DataProblem]):
+    return parse_coco(src, root or src.parent, problems), []
+
+
+def _parse_csv(src: Path, root: Path | None, problems: list[DataProblem]):
+    return parse_csv(src, root or src.parent, problems), []
+
+
+VOC_FOLDERS = ("Annotations", "JPEGImages", "ImageSets", "SegmentationClass", "SegmentationObject")
+
+register_format(DatasetFormat(
+    "imagefolder", read_imagefolder, _parse_imagefolder, _class_folders_with_images,
+    imagefolder_copy, "root/<class>/*.png|jpg (whole images)", on="folder",
+    needs="class subfolders with images", detect_order=90, boxes=False,
+))  # fmt: skip
+register_format(DatasetFormat(
+    "voc", read_voc, _parse_voc, lambda p: (p / "Annotations").is_dir(), voc_copy,
+    "Pascal VOC root: Annotations/*.xml + JPEGImages/", on="folder", needs="Annotations/ folder",
+    detect_order=10, images_dir="JPEGImages", subfolders=VOC_FOLDERS,
+))  # fmt: skip
+register_format(DatasetFormat(
+    "coco", read_coco, _parse_coco, _suffix(".json"), coco_copy,
+    "COCO instances .json (images beside it or --images-root)", needs=".json", detect_order=20,
+))  # fmt: skip
+register_format(DatasetFormat(
+    "csv", read_csv, _parse_csv, _suffix(".csv"), csv_copy,
+    "CSV image,label,xmin,ymin,xmax,ymax", needs=".csv", detect_order=30,
+))  # fmt: skip
+
+
+def _detected(p: Path) -> str | None:
+    kind = "file" if p.is_file() else "folder"
+    order = sorted(DATASET_FORMATS.values(), key=lambda f: f.detect_order)
+    return next((f.name for f in order if f.on == kind and f.detect and f.detect(p)), None)
+
+
+def _needs(kind: str) -> list[str]:
+    order = sorted(DATASET_FORMATS.values(), key=lambda f: f.detect_order)
+    return [f"{f.needs} ({f.name})" for f in order if f.on == kind and f.detect]
+
+
 def detect_format(path: str | Path) -> str:
-    """The reader for ``path`` when no format is given: a ``.json`` file → coco, a ``.csv``
-    file → csv, a folder with ``Annotations/`` → voc, a folder of class subfolders holding
-    images → imagefolder. Anything else is a ``DatasetError`` asking for ``--format``."""
+    """The reader for ``path`` when no format is given: each registered format's ``detect``
+    (a ``.json`` file → coco, a ``.csv`` file → csv, a folder with ``Annotations/`` → voc, a
+    folder of class subfolders holding images → imagefolder). Anything else is a
+    ``DatasetError`` asking for ``--format``, with a hint when a neighbour is a dataset."""
     p = Path(path)
     if p.is_file():
-        kind = {".json": "coco", ".csv": "csv"}.get(p.suffix.lower())
+        kind = _detected(p)
         if kind is None:
             raise DatasetError(
-                f"cannot tell the dataset format of {p}: expected a .json (COCO) or .csv file "
-                "or a folder; pass --format"
+                f"cannot tell the dataset format of {p}: expected a {' or '.join(_needs('file'))} "
+                "file or a folder; pass --format"
             )
         return kind
     if not p.is_dir():
         raise DatasetError(f"dataset not found: {p}")
-    if (p / "Annotations").is_dir():
-        return "voc"
-    subdirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if any(_has_images(d) for d in subdirs):
-        return "imagefolder"
-    nested = [d.name for d in subdirs if (d / "Annotations").is_dir()]
-    hint = f" (VOC folder inside: {p / nested[0]}?)" if nested else ""
+    kind = _detected(p)
+    if kind is not None:
+        return kind
     raise DatasetError(
-        f"cannot tell the dataset format of {p}: no Annotations/ folder (voc) and no class "
-        f"subfolders with images (imagefolder){hint}; pass --format"
+        f"cannot tell the dataset format of {p}: no {' and no '.join(_needs('folder'))}"
+        f"{_hint(p)}; pass --format"
     )
 
 
+def _hint(p: Path) -> str:
+    """Where the dataset probably is: a VOC folder inside ``p``; ``p``'s parent when that is
+    a dataset (``VOC/JPEGImages``, ``VOC/Annotations``, one class folder); the one annotation
+    file inside ``p`` (a COCO ``annotations/`` folder: its single ``instances_*.json``)."""
+    subdirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    nested = [d.name for d in subdirs if (d / "Annotations").is_dir()]
+    if nested:
+        return f" (VOC folder inside: {p / nested[0]}?)"
+    here = p.resolve()
+    kind = _detected(here.parent) if here.parent != here else None
+    parts = {n.lower() for n in DATASET_FORMATS[kind].subfolders} if kind else set()
+    if here.name.lower() in parts:
+        shown = p.parent if p.name not in ("", ".", "..") else here.parent
+        return f" (the {here.name}/ folder of a {kind} dataset: did you mean --data {shown}?)"
+    files = sorted(f for f in p.iterdir() if f.is_file() and _detected(f) is not None)
+    if len(files) > 1:  # COCO's annotations/: instances_*, captions_*, person_keypoints_*
+        files = [f for f in files if f.name.startswith("instances_")]
+    if len(files) == 1:
+        return f" (did you mean --data {files[0]} --format {_detected(files[0])}?)"
+    return ""
+
+
 def read_dataset(path: str | Path, format: str | None = None, **options) -> Dataset:
-    """Read ``path`` with the reader registered for ``format`` (see ``READERS``); without a
-    format, ``detect_format`` picks it."""
+    """Read ``path`` with the reader registered for ``format`` (see ``DATASET_FORMATS``);
+    without a format, ``detect_format`` picks it."""
     if format is None:
         format = detect_format(path)
-    if format not in READERS:
-        raise ConfigError(f"unknown dataset format {format!r}; known: {sorted(READERS)}")
+    if format not in DATASET_FORMATS:
+        raise ConfigError(f"unknown dataset format {format!r}; known: {sorted(DATASET_FORMATS)}")
     try:
-        return READERS[format](path, **options)
+        return DATASET_FORMATS[format].read(path, **options)
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise ConfigError(f"option not supported by the {format} reader: {e}") from e

@@ -31,33 +31,25 @@ from typing import Any
 import numpy as np
 
 from leakaudit.data.formats import (
+    DATASET_FORMATS,
     DEFAULT_CROP_SIZE,
     DEFAULT_MARGIN,
     LABEL_RULES,
     MIN_CROP_BOX,
     TELLS_FILE,
+    DatasetFormat,
     ImageRecord,
     _image_label,
     _resolve_classes,
     check_box,
     crop_window,
-    parse_coco,
-    parse_csv,
-    parse_imagefolder,
-    parse_voc,
+    format_names,
 )
 from leakaudit.data.images import read_image, to_uint8
 from leakaudit.data.names import check_class_names
 from leakaudit.data.samples import DataProblem
 from leakaudit.data.tells import PALETTE, Box, TellSpec
-from leakaudit.data.writers import (
-    png_name,
-    save_png_atomic,
-    write_coco_annotations,
-    write_csv_annotations,
-    write_tells_json,
-    write_voc_annotations,
-)
+from leakaudit.data.writers import png_name, save_png_atomic, write_tells_json
 from leakaudit.errors import ConfigError, DatasetError
 from leakaudit.paths import atomic_path, inside
 
@@ -114,18 +106,19 @@ def build_tell_spec(
     return TellSpec(colours=full, **spec_fields)
 
 
+def _format(format: str) -> DatasetFormat:
+    """The registered format ``inject`` can copy (``DatasetFormat.write_copy``)."""
+    fmt = DATASET_FORMATS.get(format)
+    known = [n for n, f in DATASET_FORMATS.items() if f.write_copy is not None]
+    if fmt is None or fmt.write_copy is None:
+        raise ConfigError(f"unknown dataset format {format!r}; use {', '.join(known)}")
+    return fmt
+
+
 def _parse(
     src: Path, format: str, images_root: Path | None, problems: list[DataProblem]
 ) -> tuple[list[ImageRecord], list[str]]:
-    if format == "imagefolder":
-        return parse_imagefolder(src, None, problems)
-    if format == "voc":
-        return parse_voc(src, problems), []
-    if format == "coco":
-        return parse_coco(src, images_root or src.parent, problems), []
-    if format == "csv":
-        return parse_csv(src, images_root or src.parent, problems), []
-    raise ConfigError(f"unknown dataset format {format!r}; use imagefolder, voc, coco or csv")
+    return _format(format).parse(src, images_root, problems)
 
 
 def _object_tell_box(
@@ -183,8 +176,9 @@ def inject_dataset(
         raise ConfigError(f"unknown anchor {anchor!r}; use one of {ANCHORS}")
     if label_rule not in LABEL_RULES:
         raise ConfigError(f"unknown label_rule {label_rule!r}; use one of {LABEL_RULES}")
-    if format == "imagefolder" and anchor == "object":
-        raise ConfigError("anchor='object' needs boxes: use voc, coco or csv")
+    fmt = _format(format)
+    if anchor == "object" and not fmt.boxes:
+        raise ConfigError(f"anchor='object' needs boxes: use {', '.join(format_names(boxes=True))}")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"output folder {out} is not empty")
     if out.resolve() == (src if src.is_dir() else src.parent).resolve():
@@ -228,7 +222,7 @@ def inject_dataset(
             chosen.setdefault(id(u.record), []).append(u)
 
     # images first: every readable image → PNG, tells drawn into the chosen ones
-    images_dir = {"imagefolder": out, "voc": out / "JPEGImages"}.get(format, out)
+    images_dir = out / fmt.images_dir
     taken: set[str] = set()
     renames: dict[str, str] = {}
     tells: dict[str, list[dict]] = {}
@@ -285,18 +279,8 @@ def inject_dataset(
             tells[new_key] = entries
 
     # then the annotation files, pointing at the new names
-    if format == "voc":
-        by_xml = {Path(r.source): renames[r.key] for r in records if r.key in renames}
-        write_voc_annotations(src, out, by_xml)
-        read_path = out
-    elif format == "coco":
-        read_path = out / src.name
-        write_coco_annotations(src, read_path, renames)
-    elif format == "csv":
-        read_path = out / src.name
-        write_csv_annotations(src, read_path, renames)
-    else:
-        read_path = out
+    assert fmt.write_copy is not None  # _format checked it
+    read_path = fmt.write_copy(src, out, records, renames)
 
     tells_path = out / TELLS_FILE
     meta = {

@@ -3,6 +3,7 @@
 Used by ``leakaudit.data.inject``: images are re-written as PNG (lossless, so a planted tell
 keeps its exact pixels), which changes file extensions; these writers copy the annotation files and
 rewrite only the image references. Everything else in the annotation files is kept as it was.
+Each format's ``*_copy`` function is its ``DatasetFormat.write_copy`` (``formats.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import io
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from leakaudit.data.images import save_png
+from leakaudit.data.records import ImageRecord
 from leakaudit.errors import DatasetError
 from leakaudit.paths import atomic_path, write_atomic
 
@@ -99,3 +101,32 @@ def write_csv_annotations(csv_path: Path, out_csv: Path, renames: Mapping[str, s
 def write_tells_json(path: Path, meta: Mapping[str, Any], images: Mapping[str, list]) -> None:
     """``{..meta, "images": {relative image path: [ {box, colour, class, ...} ]}}``."""
     write_atomic(path, json.dumps({**meta, "images": images}, indent=1) + "\n")
+
+
+# ``DatasetFormat.write_copy`` of each built-in format: (source, copy folder, parsed records,
+# old image key → new key) → the path ``read_dataset`` reads the copy from.
+
+
+def imagefolder_copy(src: Path, out: Path, records: Sequence[ImageRecord],
+                     renames: Mapping[str, str]) -> Path:  # fmt: skip
+    """Nothing beside the images: the class folders are the annotations."""
+    return out
+
+
+def voc_copy(src: Path, out: Path, records: Sequence[ImageRecord],
+             renames: Mapping[str, str]) -> Path:  # fmt: skip
+    by_xml = {Path(r.source): renames[r.key] for r in records if r.key in renames}
+    write_voc_annotations(src, out, by_xml)
+    return out
+
+
+def coco_copy(src: Path, out: Path, records: Sequence[ImageRecord],
+              renames: Mapping[str, str]) -> Path:  # fmt: skip
+    write_coco_annotations(src, out / src.name, renames)
+    return out / src.name
+
+
+def csv_copy(src: Path, out: Path, records: Sequence[ImageRecord],
+             renames: Mapping[str, str]) -> Path:  # fmt: skip
+    write_csv_annotations(src, out / src.name, renames)
+    return out / src.name

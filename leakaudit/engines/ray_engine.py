@@ -120,8 +120,11 @@ def model_bytes(model: nn.Module) -> bytes:
     class _Pickler(cloudpickle.CloudPickler):
         def persistent_id(self, obj: Any) -> Any:
             if isinstance(obj, torch.jit.ScriptModule):
+                from leakaudit.models.load import quiet_jit
+
                 buf = io.BytesIO()
-                torch.jit.save(obj, buf)
+                with quiet_jit():
+                    torch.jit.save(obj, buf)
                 return ("torchscript", buf.getvalue())
             return None
 
@@ -138,7 +141,10 @@ def load_model_bytes(data: bytes, device: torch.device) -> nn.Module:
             kind, payload = pid
             if kind != "torchscript":
                 raise pickle.UnpicklingError(f"unknown model part {kind!r}")
-            return torch.jit.load(io.BytesIO(payload), map_location="cpu")
+            from leakaudit.models.load import quiet_jit
+
+            with quiet_jit():
+                return torch.jit.load(io.BytesIO(payload), map_location="cpu")
 
     return _Unpickler(io.BytesIO(data)).load().to(device).eval()
 

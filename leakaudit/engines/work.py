@@ -17,9 +17,60 @@ from typing import Any
 import numpy as np
 
 from leakaudit.data.spill import SpilledStack
+from leakaudit.evidence import metrics
+from leakaudit.evidence.behaviour import behaviour_predictions
+from leakaudit.evidence.discovery_view import DISCOVERY_SIDE, area_resize, reduced_shape
 from leakaudit.explain.base import Explainer
 from leakaudit.explain.cache import AttributionCache, cached_attribute
 from leakaudit.runtime import release_freed_memory
+
+COMPACT_SIDE = DISCOVERY_SIDE  # one grid: discovery above 64 px works on the compact maps
+
+
+def stack_images(samples: Sequence[Any]) -> np.ndarray:
+    """(N, H, W, 3) float32: the samples' images, as every forward pass takes them."""
+    return np.stack([s.image for s in samples]).astype(np.float32, copy=False)
+
+
+def compact(maps: np.ndarray, side: int = COMPACT_SIDE) -> np.ndarray:
+    """(N, H, W) → (N, h, w) float16 with max(h, w) ≤ ``side`` (area average), each map
+    divided by its largest |value| (all-zero maps stay zero)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    n, h, w = maps.shape
+    maps = area_resize(maps, reduced_shape((h, w), side))
+    peak = np.abs(maps).reshape(n, -1).max(axis=1) if n else np.zeros(0, np.float32)
+    peak = np.where(peak > 0, peak, 1.0).astype(np.float32)
+    return (maps / peak[:, None, None]).astype(np.float16)
+
+
+def compact_shape(image_shape: Sequence[int]) -> tuple[int, int]:
+    """The (h, w) of an image's compact map."""
+    return reduced_shape((int(image_shape[0]), int(image_shape[1])), COMPACT_SIDE)
+
+
+def score_rows(
+    method: str,
+    batch: Sequence[Any],
+    maps: np.ndarray,
+    preds: np.ndarray,
+    confidence: np.ndarray,
+    p_true: np.ndarray,
+    ranks: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """One per-sample row per image: the only place a map becomes numbers, so any engine that
+    computes the maps (in this process or on a cluster's workers) scores them the same way.
+    ``ranks``: which pixels are "top" where the map does not say it (LIME: superpixel weight,
+    ``Attribution.rank_keys``)."""
+    rows = []
+    for j, s in enumerate(batch):
+        m = maps[j]
+        rank = None if ranks is None else ranks[j]
+        rows.append({
+            "id": s.id, "label": int(s.label), "pred": int(preds[j]), "method": method,
+            **metrics.score_image(m, s.region, s.tell, rank),
+            "confidence": float(confidence[j]), "p_true": float(p_true[j]),
+        })  # fmt: skip
+    return rows
 
 
 @dataclass(frozen=True)
@@ -111,24 +162,20 @@ def explain_batch(
     """Attribute, compact and score one batch: the same code on the driver and on a worker.
     A ``BEHAVIOUR`` batch instead predicts its samples with the tell covered and painted over
     (``behaviour.behaviour_predictions``; ``model`` is needed only for it)."""
-    from leakaudit.auditing.model_audit import _stack, compact, score_rows  # audit imports engines
-
     release_freed_memory()  # the previous batch's buffers are free now (runtime.py says why)
     t0, c0 = time.perf_counter(), time.process_time()
     idx = task.idx
     if task.method == BEHAVIOUR:
-        from leakaudit.evidence.behaviour import behaviour_predictions
-
         rows = behaviour_predictions(model, samples, job.colours)
         took = time.perf_counter() - t0
         return BatchResult(task.number, task.method, idx, rows, None, {}, None, took,
                            cpu_seconds=time.process_time() - c0)  # fmt: skip
     assert explainer is not None
     before = _counts(cache)
-    attr = cached_attribute(explainer, job.model_hash, _stack(samples), job.labels[idx], cache)
-    rows = score_rows(
-        task.method, samples, attr.maps, job.preds[idx], job.confidence[idx], job.p_true[idx]
-    )
+    images = stack_images(samples)
+    attr = cached_attribute(explainer, job.model_hash, images, job.labels[idx], cache)
+    rows = score_rows(task.method, samples, attr.maps, job.preds[idx], job.confidence[idx],
+                      job.p_true[idx], attr.rank_keys())  # fmt: skip
     kept = {int(i): attr.maps[j] for j, i in enumerate(idx) if int(i) in job.gallery}
     full = attr.maps if task.method == job.keep_full else None
     after = _counts(cache)

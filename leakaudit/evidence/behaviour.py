@@ -20,8 +20,9 @@ from torch import nn
 
 from leakaudit.data.samples import Sample
 from leakaudit.data.tells import draw_rectangle
-from leakaudit.evidence.discovery import suspected_tell_mask, wilson_lower
-from leakaudit.models.train import predict_proba
+from leakaudit.evidence.discovery import suspected_tell_mask
+from leakaudit.evidence.stats import wilson_lower
+from leakaudit.models.predict import predict_proba
 from leakaudit.runtime import images_per_batch
 
 
@@ -230,3 +231,20 @@ def behaviour_predictions(
         out.append({"removed": int(covered[c]) if t else -1, "painted": painted[p : p + k]})
         c, p = c + int(t), p + k
     return out
+
+
+def known_tell_tests(
+    model: nn.Module,
+    samples: Sequence[Sample],
+    predictions: np.ndarray,
+    colours: Mapping[int, Sequence[float]],
+    rows: Sequence[dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """The audit's tests of the known tells: ``removal`` and ``swap`` from the per-sample
+    predictions an engine computed (``rows``: ``behaviour_predictions``, in sample order)."""
+    removed = np.array([r["removed"] for r in rows], dtype=np.int64)
+    painted = [r["painted"] for r in rows]
+    return {
+        "removal": removal_test(model, samples, predictions=predictions, removed=removed),
+        "swap": swap_test(model, samples, colours, painted=painted),
+    }

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from leakaudit.evidence.boxes import Box, _intersection, box_area, box_iou, same_place  # noqa: F401
 from leakaudit.evidence.discovery_colour import (
     ColourCandidate,
     colour_candidates,
@@ -41,8 +42,7 @@ from leakaudit.evidence.discovery_colour import (
     quantise_colours,
 )
 from leakaudit.evidence.discovery_spray import SprayResult, kmeans, spray  # noqa: F401 (kmeans re-exported)
-
-Box = tuple[int, int, int, int]  # x0, y0, x1, y1 with exclusive ends
+from leakaudit.evidence.stats import wilson_lower
 
 # A suspect is "strong" at score ≥ 0.5: in a majority-beating share of a class's images the model
 # attends to a same-coloured patch there, beyond how often other classes show that colour there.
@@ -101,43 +101,6 @@ class DiscoveryResult:
 
 
 # ---------------------------------------------------------------- small numpy building blocks
-
-
-def box_area(box: Box) -> int:
-    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
-
-
-def _intersection(a: Box, b: Box) -> int:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    return ix * iy
-
-
-def box_iou(a: Box, b: Box) -> float:
-    inter = _intersection(a, b)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def same_place(a: Box, b: Box) -> bool:
-    """Two candidate boxes mark one thing: they overlap by IoU ≥ 0.5, or one lies (80 %) inside
-    the other. The second case matters: refinement on a different colour bin can return a tell's
-    inner part, which by IoU alone would count as a second, weaker copy of the same tell."""
-    if box_iou(a, b) >= 0.5:
-        return True
-    smaller = min(box_area(a), box_area(b))
-    return smaller > 0 and _intersection(a, b) / smaller >= 0.8
-
-
-def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
-    """Lower end of the Wilson score interval (Wilson 1927) for a share: 3 of 10 is weaker
-    evidence than 30 of 100, and a handful of correctly predicted images must not look strong."""
-    if n <= 0:
-        return 0.0
-    p = successes / n
-    centre = p + z * z / (2 * n)
-    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(max(0.0, (centre - spread) / (1 + z * z / n)))
 
 
 def suspected_tell_mask(suspect: SuspectedTell | Box, image_shape: Sequence[int]) -> np.ndarray:
@@ -398,7 +361,7 @@ def discover_tells(
     suspects = _merge(candidates)
     if colour_first:
         cands = colour_candidates(
-            attr, images, codes, excl, labels, members_of, valid, wilson_lower,
+            attr, images, codes, excl, labels, members_of, valid,
             n_examples=n_examples,
         )  # fmt: skip
         for group in merge_colour_candidates(cands):

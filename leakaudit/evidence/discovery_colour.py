@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from leakaudit.evidence.stats import wilson_lower
+
 Box = tuple[int, int, int, int]
 
 
@@ -97,7 +99,6 @@ def colour_candidates(
     labels: np.ndarray,
     members_of: dict[int, np.ndarray],
     valid: np.ndarray,
-    wilson_lower,
     levels: int = 4,
     top_fraction: float = 0.03,
     min_colour_weight: float = 0.15,
@@ -155,7 +156,7 @@ def colour_candidates(
                 px = np.concatenate([rgb[i][cols[i] == cbin] for i in members])
                 centres.append(np.median(px, axis=0))
         for centre in centres:
-            cand = _candidate(k, centre, members, tolerance, lo, hi, ctx, wilson_lower, n_examples)
+            cand = _candidate(k, centre, members, tolerance, lo, hi, ctx, n_examples)
             if cand is not None and (k not in best or cand.score > best[k].score):
                 best[k] = cand
     return [best[k] for k in sorted(best)]
@@ -169,7 +170,6 @@ def _candidate(
     lo: int,
     hi: int,
     ctx: tuple,
-    wilson_lower,
     n_examples: int,
 ) -> ColourCandidate | None:
     """Blobs of the colour in every image; class-k images where the model looks at one."""

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from leakaudit.auditing.budget import stratified_sample
 from leakaudit.data.samples import Dataset
 from leakaudit.data.spill import SpilledStack
 from leakaudit.evidence.discovery import Box, SuspectedTell
+from leakaudit.evidence.stats import stratified_sample
 
 DISCOVERY_SIDE = 64  # model_audit.COMPACT_SIDE is this: the compact maps are discovery's view
 # 1 000 × 64² px: ~0.3 GB of discovery's working arrays (the step the audit's peak takes in

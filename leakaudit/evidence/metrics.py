@@ -19,6 +19,14 @@ Shared rules, so that numbers from different metrics can sit in one table:
   area share (chance level) instead of whatever raster order happens to favour.
 * Only the most-attributed pixels are ranked, i.e. ranks use signed values: for a signed map
   (LIME weights) strongly negative evidence is not "important" here.
+* What counts as "top" can be given apart from the map (``rank``, an HW array of ranking keys):
+  the metrics that use a top or a ranking (``tell_hit``, ``pointing_game``,
+  ``relevance_rank_accuracy``, ``top_k_intersection``; ``Metric.ranked``) order pixels by it,
+  while the mass metrics keep reading the map. LIME's map spreads each superpixel's weight over
+  its pixels (weight / area) so that masses equal superpixel shares, but its *top* is the
+  superpixel with the highest weight, not the highest weight per pixel: its ranking keys are
+  each pixel's superpixel weight (``Attribution.rank_keys()``, from the segments and weights
+  LIME attributions carry). Without ``rank`` the map is its own ranking (every other method).
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Literal
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-MetricFn = Callable[[np.ndarray, np.ndarray | None], float]
+MetricFn = Callable[..., float]  # (attr HW, mask HW | None[, rank=HW | None]) -> float
 
 NAN = float("nan")
 DEFAULT_TOP_K_FRACTION = 0.05
@@ -56,6 +64,7 @@ class Metric:
     label: str = ""  # short column heading in the report (default: the name)
     summary_key: str = ""  # key of the per-method mean in summary.json (default: the name)
     digits: int = 3  # decimals shown in the report
+    ranked: bool = False  # takes ``rank=``: which pixels are "top" (module docstring)
 
     @property
     def heading(self) -> str:
@@ -65,8 +74,23 @@ class Metric:
     def key(self) -> str:
         return self.summary_key or self.name
 
-    def __call__(self, attr: np.ndarray, mask: np.ndarray | None) -> float:
+    def __call__(
+        self, attr: np.ndarray, mask: np.ndarray | None, rank: np.ndarray | None = None
+    ) -> float:
+        if self.ranked and rank is not None:
+            return self.fn(attr, mask, rank=rank)
         return self.fn(attr, mask)
+
+
+def _ranking(attr: np.ndarray, rank: np.ndarray | None) -> np.ndarray | None:
+    """The float64 array whose order says which pixels are top: ``rank`` when given (validated:
+    same shape as the map; non-finite → None, i.e. NaN scores), else the map itself."""
+    if rank is None:
+        return np.asarray(attr, dtype=np.float64)
+    r = np.asarray(rank, dtype=np.float64)
+    if r.shape != np.shape(attr):
+        raise ValueError(f"rank shape {r.shape} != attribution shape {np.shape(attr)}")
+    return r if np.isfinite(r).all() else None
 
 
 def _prepare(attr: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -114,19 +138,21 @@ def tell_mass(attr: np.ndarray, tell: np.ndarray | None) -> float:
     return mass_inside(attr, tell) if _prepare(attr, tell) is not None else NAN
 
 
-def tell_hit(attr: np.ndarray, tell: np.ndarray | None) -> float:
+def tell_hit(attr: np.ndarray, tell: np.ndarray | None, rank: np.ndarray | None = None) -> float:
     """1.0 when the top-attributed region lands on the tell, else 0.0 (NaN if no tell).
 
-    The top region is the set of pixels at the map's maximum: one pixel for gradient maps, a
-    whole superpixel for LIME's map. It counts as on the tell when the overlap covers at least
-    half of the smaller of the two — so a superpixel that swallowed a small tell counts, and so
-    does a small superpixel inside a big tell, but not a big superpixel that merely grazes it."""
+    The top region is the set of pixels at the maximum of ``rank`` (default: the map): one
+    pixel for gradient maps, the highest-weighted superpixel for LIME (``rank`` = each pixel's
+    superpixel weight). It counts as on the tell when the overlap covers at least half of the
+    smaller of the two — so a superpixel that swallowed a small tell counts, and so does a small
+    superpixel inside a big tell, but not a big superpixel that merely grazes it."""
     if tell is None or not np.asarray(tell).any():
         return NAN
     a = np.asarray(attr, dtype=np.float64)
-    if not np.isfinite(a).all() or a.max() <= 0:
+    r = _ranking(a, rank)
+    if not np.isfinite(a).all() or r is None or r.max() <= 0:
         return NAN
-    top = a == a.max()
+    top = r == r.max()
     tell = np.asarray(tell, dtype=bool)
     overlap = (top & tell).sum()
     return float(overlap >= 0.5 * min(top.sum(), tell.sum()))
@@ -176,31 +202,40 @@ def relevance_mass_accuracy(attr: np.ndarray, mask: np.ndarray | None) -> float:
     return NAN if total <= 0 else float(np.abs(a)[m].sum() / total)
 
 
-def relevance_rank_accuracy(attr: np.ndarray, mask: np.ndarray | None) -> float:
+def relevance_rank_accuracy(
+    attr: np.ndarray, mask: np.ndarray | None, rank: np.ndarray | None = None
+) -> float:
     """Share of the top-K attributed pixels that lie in the mask, K = |mask| (Arras et al. 2022).
 
-    1.0 means the K most important pixels are exactly the mask; chance is the mask's area share."""
+    1.0 means the K most important pixels are exactly the mask; chance is the mask's area share.
+    Pixels are ranked by ``rank`` when given (LIME: superpixel weight)."""
     prepared = _prepare(attr, mask)
-    if prepared is None:
+    if prepared is None or (a := _ranking(prepared[0], rank)) is None:
         return NAN
-    a, m = prepared
+    m = prepared[1]
     if a.max() <= 0:
         return NAN
     k = int(m.sum())
     return _expected_top_k_hits(a, m, k) / k
 
 
-def pointing_game(attr: np.ndarray, mask: np.ndarray | None, tolerance: float = 0.0) -> float:
+def pointing_game(
+    attr: np.ndarray,
+    mask: np.ndarray | None,
+    tolerance: float = 0.0,
+    rank: np.ndarray | None = None,
+) -> float:
     """1.0 when the most attributed pixel lies in the mask (Zhang et al. 2018, "Top-down neural
     attention by excitation backprop", IJCV 126), else 0.0.
 
     ``tolerance`` (pixels, Euclidean) counts a maximum that close to the mask as a hit; the paper
     uses 15 px at ImageNet scale, our default is 0 because our images are 32–128 px and a tell is
-    only a few pixels wide. Several tied maxima give the share of them that hit."""
+    only a few pixels wide. Several tied maxima give the share of them that hit. The maximum is
+    that of ``rank`` when given (LIME: the highest-weighted superpixel's pixels)."""
     prepared = _prepare(attr, mask)
-    if prepared is None:
+    if prepared is None or (a := _ranking(prepared[0], rank)) is None:
         return NAN
-    a, m = prepared
+    m = prepared[1]
     peak = a.max()
     if peak <= 0:
         return NAN
@@ -210,7 +245,10 @@ def pointing_game(attr: np.ndarray, mask: np.ndarray | None, tolerance: float = 
 
 
 def top_k_intersection(
-    attr: np.ndarray, mask: np.ndarray | None, k_fraction: float = DEFAULT_TOP_K_FRACTION
+    attr: np.ndarray,
+    mask: np.ndarray | None,
+    k_fraction: float = DEFAULT_TOP_K_FRACTION,
+    rank: np.ndarray | None = None,
 ) -> float:
     """Share of the top ``k_fraction`` of pixels (default 5 % of the image) inside the mask.
 
@@ -219,11 +257,11 @@ def top_k_intersection(
     fixed k — unlike ``relevance_rank_accuracy`` — so the score also says how focused the map is
     independently of the mask's size. Its maximum is min(1, |mask| / k): a mask smaller than 5 %
     of the image (a small tell) cannot reach 1.0, which is why ``relevance_rank_accuracy`` is the
-    one to threshold for small masks."""
+    one to threshold for small masks. Pixels are ranked by ``rank`` when given."""
     prepared = _prepare(attr, mask)
-    if prepared is None:
+    if prepared is None or (a := _ranking(prepared[0], rank)) is None:
         return NAN
-    a, m = prepared
+    m = prepared[1]
     if a.max() <= 0:
         return NAN
     k = max(1.0, float(np.ceil(k_fraction * a.size)))
@@ -261,6 +299,7 @@ METRICS: dict[str, Metric] = {
             label="top on tell",
             summary_key="tell_top_rate",
             digits=2,
+            ranked=True,
         ),
         Metric(
             "attribution_localisation",
@@ -282,6 +321,7 @@ METRICS: dict[str, Metric] = {
             True,
             "Share of the |region| top-ranked pixels inside the region (Arras et al. 2022).",
             "region",
+            ranked=True,
         ),
         Metric(
             "pointing_game",
@@ -289,6 +329,7 @@ METRICS: dict[str, Metric] = {
             True,
             "1 if the most attributed pixel is in the region (Zhang et al. 2018).",
             "region",
+            ranked=True,
         ),
         Metric(
             "top_k_intersection",
@@ -296,6 +337,7 @@ METRICS: dict[str, Metric] = {
             True,
             "Share of the top 5 % of pixels inside the region (Theiner et al. 2022).",
             "region",
+            ranked=True,
         ),
     )
 }
@@ -307,20 +349,28 @@ def audited() -> list[Metric]:
     return [m for m in METRICS.values() if m.audited]
 
 
-def score_image(attr: np.ndarray, region: np.ndarray | None, tell: np.ndarray | None) -> dict:
-    """Every audited metric of one map: ``{metric name: float}``, each against its mask."""
-    return {m.name: m.fn(attr, region if m.needs == "region" else tell) for m in audited()}
+def score_image(
+    attr: np.ndarray,
+    region: np.ndarray | None,
+    tell: np.ndarray | None,
+    rank: np.ndarray | None = None,
+) -> dict:
+    """Every audited metric of one map: ``{metric name: float}``, each against its mask;
+    ``rank``: the map's ranking keys when they differ from the map (LIME: superpixel weight)."""
+    return {m.name: m(attr, region if m.needs == "region" else tell, rank) for m in audited()}
 
 
 def score_batch(
     maps: np.ndarray,
     masks: np.ndarray | Sequence[np.ndarray | None],
     metric_names: Sequence[str] | None = None,
+    ranks: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Score N maps against N masks: ``{metric name: float64 array (N,)}``.
 
     ``masks`` is an (N, H, W) array or a list whose entries may be None (score NaN). All names
-    are checked before any work, so a typo fails fast. Default: every registered metric."""
+    are checked before any work, so a typo fails fast. Default: every registered metric.
+    ``ranks`` (N, H, W): ranking keys for the ranked metrics (``Attribution.rank_keys()``)."""
     names = list(METRICS) if metric_names is None else list(metric_names)
     unknown = [n for n in names if n not in METRICS]
     if unknown:
@@ -329,7 +379,10 @@ def score_batch(
     if len(masks) != len(maps):
         raise ValueError(f"{len(maps)} maps but {len(masks)} masks")
     out = {n: np.full(len(maps), np.nan, dtype=np.float64) for n in names}
+    if ranks is not None and len(ranks) != len(maps):
+        raise ValueError(f"{len(maps)} maps but {len(ranks)} rank maps")
     for i, (attr, mask) in enumerate(zip(maps, masks, strict=True)):
+        rank = None if ranks is None else ranks[i]
         for n in names:
-            out[n][i] = METRICS[n].fn(attr, mask)
+            out[n][i] = METRICS[n](attr, mask, rank)
     return out

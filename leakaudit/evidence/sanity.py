@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,13 +39,9 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from leakaudit.auditing.budget import COSTLY, Plan, fmt_seconds, passes_per_image
 from leakaudit.data.samples import Dataset
 from leakaudit.explain.base import Explainer
 from leakaudit.explain.registry import make_explainer
-
-if TYPE_CHECKING:
-    from leakaudit.auditing.model_audit import Checks
 
 # Pass if the mean rank correlation with the original maps, after *every* layer is randomised,
 # is below this. Maps of unrelated models on the same image share only the image's structure;
@@ -236,70 +232,25 @@ def randomisation_check(
 
 # ---------------------------------------------------------------- the audit's sanity step
 
-SANITY_LIME_SAMPLES = 200  # LIME is checked with at most this many samples: cost
-
-
-def sanity_params(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """A method's parameters for the sanity check (the one place LIME's samples are capped)."""
-    params = dict(kwargs)
-    if method == "lime":
-        params["n_samples"] = min(int(params.get("n_samples", 500)), SANITY_LIME_SAMPLES)
-    return params
-
-
-def sanity_runs(
-    methods: dict[str, dict[str, Any]], checks: Checks, budgeted: bool, n: int
-) -> list[tuple[str, dict[str, Any], int]]:
-    """(method, parameters, number of images) per method: the one rule the check and its plan
-    line share. Under a time budget the costly methods use only the first
-    ``checks.sanity_images_costly`` images."""
-    out = []
-    for method, kwargs in methods.items():
-        k = min(n, checks.sanity_images)
-        if budgeted and method in COSTLY:
-            k = min(k, checks.sanity_images_costly)
-        out.append((method, sanity_params(method, kwargs), k))
-    return out
-
 
 def sanity_checks(
     model: nn.Module,
     data: Dataset,
-    methods: dict[str, dict[str, Any]],
-    checks: Checks,
-    budgeted: bool = False,
+    runs: list[tuple[str, dict[str, Any], int]],
+    n_images: int,
+    seed: int = 0,
 ) -> dict[str, SanityResult]:
-    """Cascading randomisation per method on a few images (LIME with fewer samples: cost).
-
-    Under a time budget the costly methods use only the first ``checks.sanity_images_costly``
-    of those images: a sanity check asks whether maps change at all when the weights do, which
-    a handful of images answers (Adebayo et al. used a few dozen in total)."""
-    idx = np.random.default_rng(checks.seed).permutation(len(data))[: checks.sanity_images]
+    """Cascading randomisation per method on ``n_images`` images drawn with ``seed``; ``runs``
+    is (method, parameters, images used) per method (``budget.sanity_runs``: LIME with fewer
+    samples, and under a time budget the costly methods on fewer of the images — a sanity check
+    asks whether maps change at all when the weights do, which a handful of images answers;
+    Adebayo et al. used a few dozen in total)."""
+    idx = np.random.default_rng(seed).permutation(len(data))[:n_images]
     images = np.stack([data[i].image for i in idx])
     targets = np.array([data[i].label for i in idx])
     out = {}
-    for method, params, k in sanity_runs(methods, checks, budgeted, len(data)):
+    for method, params, k in runs:
         out[method] = randomisation_check(
-            model, images[:k], targets[:k], explainer=method, seed=checks.seed,
-            explainer_params=params,
-        )  # fmt: skip
+            model, images[:k], targets[:k], explainer=method, seed=seed, explainer_params=params
+        )
     return out
-
-
-def sanity_estimate(
-    model: nn.Module,
-    plan: Plan,
-    methods: dict[str, dict[str, Any]],
-    checks: Checks,
-    budgeted: bool,
-    n: int,
-) -> tuple[float, str]:
-    """The randomisation check's estimated seconds at the plan's measured pass times, (steps + 1)
-    explanations of its images per method, and its plan line."""
-    steps = len(cascade_steps(len(parameterised_modules(model))))
-    total = 0.0
-    for method, params, k in sanity_runs(methods, checks, budgeted, n):
-        f, b = passes_per_image(method, params, plan.shape)
-        total += (steps + 1) * k * (f * plan.forward_s + b * plan.backward_s)
-    what = f"{steps} randomisation steps × {len(methods)} method(s)"
-    return total, f"plan: {'sanity check':<22} {what} ≈ {fmt_seconds(total)}"

@@ -132,3 +132,40 @@ def paired_compare(
         else:
             out["p_value"] = float(sps.wilcoxon(d, zero_method="wilcox").pvalue)
     return out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (Wilson 1927) of a share: 0 of 20 is not "0 %", it is "at
+    most ~16 %", and 3 of 10 is weaker evidence than 30 of 100. With no trials nothing is
+    known: (0, 1)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return float(max(0.0, (centre - spread) / scale)), float(min(1.0, (centre + spread) / scale))
+
+
+def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson interval: a handful of correctly predicted images must not look
+    strong (0 with no trials)."""
+    return wilson_interval(successes, n, z)[0]
+
+
+MIN_PER_CLASS = 2  # a per-class mean needs more than one image to have any spread
+
+
+def stratified_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` samples, each class in proportion (at least ``MIN_PER_CLASS``
+    where the class has that many), chosen with ``seed``."""
+    labels = np.asarray(labels)
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep: list[np.ndarray] = []
+    for k in np.unique(labels):
+        idx = np.flatnonzero(labels == k)
+        take = max(min(MIN_PER_CLASS, len(idx)), int(round(n * len(idx) / len(labels))))
+        keep.append(rng.choice(idx, size=min(take, len(idx)), replace=False))
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)

@@ -29,9 +29,10 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from leakaudit.data.synthetic import make_shapes
-from leakaudit.explain.lime import Lime, segment
+from leakaudit.explain.lime import LIME_SAMPLES, Lime, segment
 from leakaudit.explain.saliency import Saliency
-from leakaudit.models.train import predict_proba, to_tensor, train_classifier
+from leakaudit.models.predict import predict_proba, to_tensor
+from leakaudit.models.train import train_classifier
 from leakaudit.models.zoo import SmallCNN
 from leakaudit.paths import write_atomic
 from leakaudit.runtime import autocast, configure, model_device
@@ -330,7 +331,9 @@ def _cache_bench(
 ) -> dict[str, float]:
     from leakaudit.explain.cache import AttributionCache, cached_attribute, model_fingerprint
 
-    lime = Lime(model, n_samples=250 if quick else 500, forward_batch=FWD_BATCH)
+    lime = Lime(
+        model, n_samples=LIME_SAMPLES // 2 if quick else LIME_SAMPLES, forward_batch=FWD_BATCH
+    )
     with tempfile.TemporaryDirectory() as d:
         cache = AttributionCache(d)
         mh = model_fingerprint(model)

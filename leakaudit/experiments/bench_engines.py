@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from leakaudit.auditing.model_audit import _compact_shape, predict_all
+from leakaudit.auditing.model_audit import _compact_shape
+from leakaudit.auditing.predict_step import predict_all
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.engines import EngineOptions, Job, check_engine, explain
 from leakaudit.explain import make_explainer
+from leakaudit.explain.lime import LIME_SAMPLES
 from leakaudit.paths import write_atomic
 from leakaudit.runtime import configure
 
@@ -31,7 +33,7 @@ def run_engine_bench(
     size: int = 64,
     n_images: int = 16,
     methods: tuple[str, ...] = ("saliency", "gradcam", "lime"),
-    lime_samples: int = 500,
+    lime_samples: int = LIME_SAMPLES,
     workers: int | None = None,
     seed: int = 0,
     out_json: str | os.PathLike[str] | None = None,

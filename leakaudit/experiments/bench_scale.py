@@ -25,7 +25,8 @@ from leakaudit.experiments.bench import (
 )
 from leakaudit.explain.lime import Lime, segment
 from leakaudit.explain.saliency import Saliency
-from leakaudit.models.train import predict_proba, to_tensor, train_classifier
+from leakaudit.models.predict import predict_proba, to_tensor
+from leakaudit.models.train import train_classifier
 from leakaudit.paths import write_atomic
 from leakaudit.runtime import amp_dtype, autocast, configure, model_device
 

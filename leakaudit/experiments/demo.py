@@ -20,8 +20,10 @@ from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.data.tells import TellSpec, poison
+from leakaudit.explain.lime import LIME_SAMPLES
 from leakaudit.explain.registry import method_params
-from leakaudit.models.train import accuracy, train_classifier
+from leakaudit.models.predict import accuracy
+from leakaudit.models.train import train_classifier
 from leakaudit.models.zoo import build
 from leakaudit.runtime import configure
 
@@ -42,7 +44,7 @@ class DemoConfig:
     tell_size: int = 10
     tell_position: str | tuple[int, int] = "top-left"
     prevalence: float = 1.0
-    lime_samples: int = 500
+    lime_samples: int = LIME_SAMPLES
     lime_segments: int = 50
     lime_baseline: str = "blur"
     n_gallery: int = 8

@@ -34,21 +34,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leakaudit.auditing.conditions import CONDITIONS
-from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model
+from leakaudit.auditing.model_audit import AuditSteps, audit_model
 from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.samples import Dataset, split_indices
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.data.tells import CORNERS, TellSpec, poison
 from leakaudit.errors import ConfigError
-from leakaudit.evidence.discovery import (
-    SuspectedTell,
-    box_iou,
-    discover_tells,
-    suspect_boxes,
-    suspected_tell_mask,
-)
 from leakaudit.experiments.demo import DemoConfig, demo_methods, train_model
+from leakaudit.experiments.power_measures import (  # noqa: F401 (importable from here as before)
+    _blind,
+    _conditions,
+    _discovery,
+    relied_classes,
+    suspect_coverage,
+)
 from leakaudit.experiments.power_result import (  # noqa: F401  (the tables: importable from here as before)
     COVER_SHARE,
     DISCOVERY_IOU,
@@ -63,7 +62,7 @@ from leakaudit.experiments.power_result import (  # noqa: F401  (the tables: imp
     write_power,
 )
 from leakaudit.jsonable import jsonable
-from leakaudit.models.train import accuracy
+from leakaudit.models.predict import accuracy
 from leakaudit.runtime import configure
 
 MIN_COLOUR_DISTANCE = 0.6  # L1 distance between any two classes' tell colours (as make_shapes)
@@ -124,114 +123,6 @@ def draw_style(seed: int, n_classes: int) -> TellStyle:
 # ---------------------------------------------------------------- one run
 
 
-def _conditions(audit: ModelAudit) -> list[dict[str, Any]]:
-    """Name (without the reason it was set aside, which its ``status`` N/A reflects), kind,
-    value and status of each condition."""
-    return [
-        {
-            "name": c.name,
-            "kind": c.kind,
-            "value": float(c.value),
-            "status": c.status,
-            "fail": float(c.fail),
-        }
-        for c in audit.conditions
-    ]
-
-
-def _discovery(audit: ModelAudit, data: Dataset, method: str, true_box, seed: int) -> dict:
-    """Run annotation-free discovery on one method's maps; is the top suspect the true tell?"""
-    if method not in audit.gallery_maps or not len(data):
-        return {"hit": None, "iou": None, "top_strong": None, "n_strong": None}
-    preds = audit.per_sample.loc[audit.per_sample["method"] == method, "pred"].to_numpy()
-    res = discover_tells(
-        audit.gallery_maps[method],
-        data.images(),
-        data.labels(),
-        predictions=preds,
-        regions=[s.region if s.region.any() else None for s in data],
-        seed=seed,
-    )
-    if not res.suspects:
-        return {"hit": False, "iou": 0.0, "top_strong": False, "n_strong": 0}
-    top = res.suspects[0]
-    iou = box_iou(top.box, true_box)
-    return {
-        "hit": bool(iou >= DISCOVERY_IOU),
-        "iou": float(iou),
-        "top_strong": bool(top.strong),
-        "top_box": [int(v) for v in top.box],
-        "n_strong": len(res.strong),
-    }
-
-
-def suspect_coverage(
-    suspect: SuspectedTell | Sequence[SuspectedTell] | None,
-    data: Dataset,
-    classes: Sequence[int] | None = None,
-) -> float:
-    """Share of ``data``'s tell-bearing images whose tell the suspect's box *in that image*
-    covers by ≥ ``COVER_SHARE`` of its pixels (no IoU: a box around a logo or text is fine).
-    Several suspects: an image counts when any of their boxes covers its tell. ``classes``:
-    count only the tell-bearing images of these classes (NaN when there are none)."""
-    tells = [(i, s.tell) for i, s in enumerate(data) if s.tell is not None and s.tell.any()
-             and (classes is None or s.label in classes)]  # fmt: skip
-    if not tells:
-        return float("nan")
-    if suspect is None:
-        suspects = []
-    elif isinstance(suspect, SuspectedTell):
-        suspects = [suspect]
-    else:
-        suspects = list(suspect)
-    per_suspect = [suspect_boxes(s, len(data)) for s in suspects]
-    hits = []
-    for i, t in tells:
-        hits.append(any(
-            boxes[i] is not None
-            and t[suspected_tell_mask(boxes[i], t.shape)].sum() >= COVER_SHARE * t.sum()
-            for boxes in per_suspect
-        ))  # fmt: skip
-    return float(np.mean(hits))
-
-
-def relied_classes(audit: ModelAudit) -> list[int]:
-    """Classes whose own tell the model relies on, by the annotated removal test: covering the
-    tell breaks at least ``removal_class_drop``'s warn line (10 points) of the class's
-    tell-bearing images, at the 95 % lower bound. A tell the model ignores leaves no trace in
-    its attributions, so no attribution-based discovery can find it, nor should it."""
-    per = (audit.behaviour.get("removal") or {}).get("per_class") or {}
-    line = CONDITIONS["removal_class_drop"].warn
-    return sorted(int(k) for k, v in per.items() if v.get("drop_lower", 0.0) >= line)
-
-
-def _blind(audit: ModelAudit, data: Dataset) -> dict[str, Any]:
-    """What the audit says from discovery alone: the suspected-tell conditions (which never see
-    the annotations) and how well its top suspect covers the real tells."""
-    conds = [c for c in audit.conditions if c.name.startswith("suspected")]
-    top = audit.suspects[0].found if audit.suspects else None
-    strong = [x.found for x in audit.suspects if x.found.strong]
-    judged = next((x.found for x in audit.suspects if x.judged), None)
-    relied = relied_classes(audit)
-    return {
-        "leak": any(c.status == "FAIL" for c in conds),
-        "coverage": suspect_coverage(top, data),
-        # every strong suspect together (each is tested by behaviour): a tell whose classes
-        # discovery split over two suspects is still found
-        "coverage_strong": suspect_coverage(strong, data),
-        # the same counted over the tells of the classes that rely on them (set 2026-11-26,
-        # before the runs it was first reported on; docs/validity.md, fourth round)
-        "relied_classes": relied,
-        "coverage_relied": suspect_coverage(top, data, relied),
-        "coverage_relied_strong": suspect_coverage(strong, data, relied),
-        # the same by the *judged* suspect, the one whose tests are the suspect rows (set
-        # 2026-12-05 after the ninth round's first results; docs/validity.md, ninth round)
-        "coverage_relied_judged": suspect_coverage(judged, data, relied),
-        "top_source": top.source if top is not None else None,
-        "top_strong": bool(top.strong) if top is not None else False,
-    }
-
-
 def _run_cell(
     c: DemoConfig,
     clean: Dataset,
@@ -241,7 +132,7 @@ def _run_cell(
     style: TellStyle,
     thresholds: Thresholds,
     lime: bool,
-    checks: Checks | None,
+    checks: AuditSteps | None,
     kind: str = "solid",
     random_place: bool = False,
     jpeg_quality: int | None = None,
@@ -328,7 +219,7 @@ def run_power(
     thresholds: Thresholds | None = None,
     progress: bool = True,
     lime: bool = True,
-    checks: Checks | None = None,
+    checks: AuditSteps | None = None,
     threads: int | None = None,
     kinds: Sequence[str] = ("solid",),
     random_place: bool = False,
@@ -496,7 +387,7 @@ def audit_clean_data(
     data = clean.subset(split[1][: c.n_eval])
     audit = audit_model(
         model, "clean on clean data", data, {"saliency": {}}, accuracy=float("nan"),
-        thresholds=thresholds, checks=Checks(sanity=False, ablation=False), progress=False,
+        thresholds=thresholds, checks=AuditSteps(sanity=False, ablation=False), progress=False,
     )  # fmt: skip
     top = audit.suspects[0] if audit.suspects else None
     return {

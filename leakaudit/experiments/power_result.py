@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from leakaudit.auditing.verdict import Thresholds
+from leakaudit.evidence.stats import wilson_interval  # noqa: F401 (importable from here)
 from leakaudit.jsonable import jsonable
 
 MIN_DETECTION = 0.9  # "detected" in the summary: caught in at least 90 % of the runs of a cell
@@ -232,17 +233,6 @@ def _rate(flags: Sequence[bool | None]) -> float:
     """Share of True among the defined flags (NaN if none is defined)."""
     known = [bool(f) for f in flags if f is not None]
     return float(np.mean(known)) if known else float("nan")
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a rate (Wilson 1927): 0 of 20 is not "0 %", it is
-    "at most ~16 %"."""
-    if n <= 0:
-        return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - spread)), float(min(1.0, centre + spread))
 
 
 def calibration_table(result: PowerResult) -> pd.DataFrame:

@@ -20,7 +20,6 @@ import re
 import sys
 import types
 import uuid
-import warnings
 import zipfile
 from typing import Any
 
@@ -82,8 +81,9 @@ def _script_digest(module: torch.jit.ScriptModule) -> str:
     pickles (source ranges) and ``.data/`` (the save's id): two loads of one file agree."""
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings():  # torch ≥ 2.10 flags jit as deprecated; still fine
-            warnings.simplefilter("ignore", DeprecationWarning)
+        from leakaudit.models.load import quiet_jit  # torch ≥ 2.10 flags jit as deprecated
+
+        with quiet_jit():
             torch.jit.save(module, buf)
     except Exception as e:  # cannot be described, so never reused: a fresh value each time
         print(f"Warning: cache: this model cannot be fingerprinted ({type(e).__name__}); "

@@ -1,22 +1,43 @@
 """Grad-CAM (Selvaraju et al. 2017), for eager and TorchScript models alike.
 
-Default layer: the model's *last* 2-D convolution in registration order (``nn.Conv2d``, or in a
-TorchScript module a submodule whose ``original_name`` is ``Conv2d``), the deepest layer that
-still has a spatial layout. Or pass ``layer="layer4.1.conv2"`` (a module name; a name inside a
-model wrapped for preprocessing or tuple outputs is found too). A model without any conv layer
-(a ViT) raises ``NotApplicable``: the audit sets the method aside and says why.
+Default layer (``default_layer``): the **block output** at the end of the feature extractor, the
+layer pytorch-grad-cam's documentation and common practice use (``model.layer4[-1]`` on a
+ResNet). The rule, written on module names so that it works on TorchScript submodules too
+(their ``original_name`` stands in for the class):
+
+1. find the last 2-D convolution in registration order (``last_conv``: ``nn.Conv2d``, or a
+   scripted submodule whose ``original_name`` is ``Conv2d``);
+2. take the innermost ``nn.Sequential`` / ``nn.ModuleList`` on its path (the feature
+   extractor's top level, e.g. ``layer4`` or ``features``) and its child that holds the conv;
+3. extend over the children right after it that keep the spatial layout elementwise
+   (BatchNorm/GroupNorm/InstanceNorm, ReLU-like activations, Dropout, Identity) — not over
+   pooling, flattening or a linear layer;
+4. the layer is that child's *output*. A model with no such container keeps the conv itself.
+
+Per bundled architecture: ``resnet18`` → ``layer4.1`` (the last BasicBlock: after BN, the
+residual add and the ReLU; was ``layer4.1.conv2``, which gave all-zero maps on trained small
+models); ``small_cnn`` → ``features.14`` (the last conv-BN-ReLU block's ReLU; was
+``features.12``, the conv before BN and ReLU); ``vit_tiny`` has no convolution (its patch
+embedding is a linear map), so Grad-CAM raises ``NotApplicable``. Or pass
+``layer="layer4.1.conv2"`` (any module name; a name inside a model wrapped for preprocessing or
+tuple outputs is found too).
 
 The map is ReLU(Σ_k α_k A_k) with α_k the spatial mean of ∂y_target/∂A_k, upsampled to the input
-bilinearly and max-normalised; at 64×64 input with three poolings it is 8× coarser than the
-image, so a small tell shows as a blob, not a box.
+bilinearly and max-normalised (captum's ``LayerGradCam`` with ``relu_attributions=True``, then
+``LayerAttribution.interpolate(..., "bilinear")``: tests/test_gradcam_reference.py); at 64×64
+input a ResNet-18's block output is 32× coarser than the image, so a small tell shows as a blob.
 
 Activations and their gradients are taken with a forward hook on eager modules. TorchScript
 modules accept no hooks, so for them the scripted graph is copied once, inlined, and rewritten
 to add a zero tensor to the layer's output and to return that output too: the gradient with
-respect to the added tensor is ∂y/∂A. The rewritten graph reads the module's own weights.
+respect to the added tensor is ∂y/∂A. A conv's call is found by its weight; another module's
+output by the module hierarchy the inliner records on each node (the one tensor that leaves
+the module's nodes). The rewritten graph reads the module's own weights.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import torch
@@ -24,12 +45,14 @@ from torch import nn
 
 from leakaudit.explain.base import (
     Attribution,
+    CliOption,
     Explainer,
+    MethodTraits,
     NotApplicable,
     batched_maps,
     normalise_per_image,
 )
-from leakaudit.models.train import as_logits
+from leakaudit.models.predict import as_logits
 from leakaudit.runtime import configure, model_device
 
 CONV_OPS = ("aten::conv2d", "aten::_convolution", "aten::convolution")
@@ -52,6 +75,41 @@ def last_conv(model: nn.Module) -> str:
             "(e.g. a vision transformer); use saliency, integrated gradients or LIME"
         )
     return names[-1]
+
+
+SEQUENCES = ("Sequential", "ModuleList")
+# modules after the last conv that keep the spatial layout value by value: the block goes on
+KEEPS_LAYOUT = (
+    "BatchNorm2d", "GroupNorm", "InstanceNorm2d", "LayerNorm2d", "ReLU", "ReLU6", "LeakyReLU",
+    "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Hardswish", "Hardtanh", "Sigmoid", "Tanh",
+    "PReLU", "Dropout", "Dropout2d", "Identity",
+)  # fmt: skip
+
+
+def _kind(module: nn.Module) -> str:
+    """The class name, also for a scripted submodule (its ``original_name``)."""
+    return getattr(module, "original_name", None) or type(module).__name__
+
+
+def default_layer(model: nn.Module) -> str:
+    """The block output at the end of the feature extractor (module docstring, rules 1–4):
+    ``layer4.1`` on a ResNet-18, ``features.14`` on the bundled small CNN."""
+    conv = last_conv(model)
+    names = dict(model.named_modules())
+    parts = conv.split(".")
+    for i in range(len(parts) - 1, -1, -1):
+        prefix = ".".join(parts[:i])
+        container = names[prefix]
+        if not (
+            isinstance(container, nn.Sequential | nn.ModuleList) or _kind(container) in SEQUENCES
+        ):
+            continue
+        children = [f"{prefix}.{c}" if prefix else c for c, _ in container.named_children()]
+        j = children.index(".".join(parts[: i + 1]))
+        while j + 1 < len(children) and _kind(names[children[j + 1]]) in KEEPS_LAYOUT:
+            j += 1
+        return children[j]
+    return conv
 
 
 def resolve_layer(model: nn.Module, layer: str) -> str:
@@ -86,11 +144,12 @@ def _attr_chain(value: torch._C.Value) -> str:
     return ".".join(reversed(names))
 
 
-def tap_script(scripted: torch.jit.ScriptModule, path: str) -> torch._C.ScriptFunction:
-    """A function ``f(module._c, x, delta) -> (output, A)`` where A is the output of the conv
-    ``path`` inside ``scripted`` and the network continues with A + delta."""
-    g = scripted.forward.graph.copy()
-    torch._C._jit_pass_inline(g)
+def _hierarchy(node: torch._C.Node) -> str:
+    """The module path the inliner recorded for ``node`` (``layer4.1.relu``; '' at the top)."""
+    return re.sub(r"\([^()]*\)", "", node.getModuleHierarchy())
+
+
+def _conv_output(g: torch._C.Graph, path: str) -> torch._C.Value:
     want = f"{path}.weight" if path else "weight"
     conv = [n for n in g.nodes() if n.kind() in CONV_OPS and _attr_chain(n.inputsAt(1)) == want]
     if len(conv) != 1:
@@ -98,8 +157,40 @@ def tap_script(scripted: torch.jit.ScriptModule, path: str) -> torch._C.ScriptFu
             f"Grad-CAM: cannot find the call of conv layer {path!r} in the TorchScript graph "
             f"({len(conv)} matches); pass another --layer"
         )
-    node = conv[0]
-    act = node.output()
+    return conv[0].output()
+
+
+def _module_output(g: torch._C.Graph, path: str) -> torch._C.Value:
+    """The tensor that leaves module ``path``'s inlined nodes (the last one, in graph order)."""
+
+    def inside(node: torch._C.Node) -> bool:
+        h = _hierarchy(node)
+        return h == path or h.startswith(f"{path}.")
+
+    leaving = [
+        v
+        for n in g.nodes()
+        if inside(n)
+        for v in n.outputs()
+        if isinstance(v.type(), torch._C.TensorType) and any(not inside(u.user) for u in v.uses())
+    ]
+    if not path or not leaving:
+        raise NotApplicable(
+            f"Grad-CAM: cannot find the output of layer {path!r} in the TorchScript graph; "
+            "pass a conv layer as --layer"
+        )
+    return leaving[-1]
+
+
+def tap_script(scripted: torch.jit.ScriptModule, path: str) -> torch._C.ScriptFunction:
+    """A function ``f(module._c, x, delta) -> (output, A)`` where A is the output of the layer
+    ``path`` inside ``scripted`` and the network continues with A + delta."""
+    g = scripted.forward.graph.copy()
+    torch._C._jit_pass_inline(g)
+    module = dict(scripted.named_modules()).get(path)
+    is_conv = module is not None and _is_conv(module)
+    act = _conv_output(g, path) if is_conv or not path else _module_output(g, path)
+    node = act.node()
     delta = g.addInput("delta")
     delta.setType(act.type())
     one = g.insertConstant(1)
@@ -139,9 +230,23 @@ class _ScriptTap(nn.Module):
 class GradCam(Explainer):
     name = "gradcam"
     reduction = "ReLU(sum_k alpha_k A_k) at the layer, bilinear upsampling, per-image max-norm"
+    traits = MethodTraits(
+        layer=True,
+        needs="a 2-D convolution layer",
+        cli=(
+            CliOption(
+                "--layer",
+                "layer",
+                None,
+                "Grad-CAM layer name [default: the last block's output, e.g. layer4.1 on a "
+                "ResNet-18; see docs/methods.md].",
+                type=str,
+            ),
+        ),
+    )
 
     def __init__(self, model: torch.nn.Module, layer: str | None = None, batch_size: int = 128):
-        layer = resolve_layer(model, layer) if layer else last_conv(model)
+        layer = resolve_layer(model, layer) if layer else default_layer(model)
         super().__init__(model, layer=layer)
         self.batch_size = batch_size
         self._script = _split_script(self.model, layer)

@@ -14,6 +14,7 @@ from captum.attr import InputXGradient as CaptumIxG
 from leakaudit.explain.base import (
     Attribution,
     Explainer,
+    MethodTraits,
     batched_maps,
     normalise_per_image,
     reduce_channels,
@@ -24,6 +25,7 @@ from leakaudit.runtime import configure, model_device
 class InputXGradient(Explainer):
     name = "input_x_gradient"
     reduction = "|sum over channels| of x·grad, per-image max-normalised"
+    traits = MethodTraits()  # one gradient per image; cheap; any differentiable model
 
     def __init__(self, model: torch.nn.Module, batch_size: int = 128) -> None:
         super().__init__(model)

@@ -17,6 +17,7 @@ from skimage.filters import gaussian
 from leakaudit.explain.base import (
     Attribution,
     Explainer,
+    MethodTraits,
     batched_maps,
     normalise_per_image,
     reduce_channels,
@@ -41,6 +42,7 @@ def _baseline(x: torch.Tensor, kind: str) -> torch.Tensor:
 class IntegratedGradients(Explainer):
     name = "integrated_gradients"
     reduction = "|sum over channels| of IG, per-image max-normalised"
+    traits = MethodTraits(cost=lambda p, _shape: (0, int(p["steps"])), costly=True)
 
     def __init__(
         self,

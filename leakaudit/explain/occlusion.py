@@ -11,17 +11,39 @@ target score, and either way the model reads it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from captum.attr import Occlusion as CaptumOcclusion
 
-from leakaudit.explain.base import Attribution, Explainer, batched_maps, normalise_per_image
+from leakaudit.explain.base import (
+    Attribution,
+    Explainer,
+    MethodTraits,
+    batched_maps,
+    normalise_per_image,
+)
 from leakaudit.runtime import autocast, configure, model_device
+
+
+def window_and_stride(params: dict[str, Any], shape: tuple[int, int]) -> tuple[int, int]:
+    """The window side (default side/8, at least 2) and stride (default window/2)."""
+    win = params.get("window") or max(2, min(shape) // 8)
+    return win, params.get("stride") or max(1, win // 2)
+
+
+def occlusion_cost(params: dict[str, Any], shape: tuple[int, int]) -> tuple[int, int]:
+    """One forward for the unoccluded image plus one per window position."""
+    h, w = shape
+    win, stride = window_and_stride(params, shape)
+    return 1 + ((h - win) // stride + 1) * ((w - win) // stride + 1), 0
 
 
 class Occlusion(Explainer):
     name = "occlusion"
     reduction = "|mean logit change over channels|, per-image max-normalised"
+    traits = MethodTraits(cost=occlusion_cost, costly=True, amp=True)
 
     def __init__(
         self,
@@ -42,9 +64,8 @@ class Occlusion(Explainer):
     def attribute(self, images: np.ndarray, targets: np.ndarray) -> Attribution:
         configure()
         c = images.shape[-1] if images.ndim == 4 else 3
-        side = min(images.shape[1:3]) if len(images) else 64
-        win = self.params["window"] or max(2, side // 8)
-        stride = self.params["stride"] or max(1, win // 2)
+        shape = tuple(images.shape[1:3]) if len(images) else (64, 64)
+        win, stride = window_and_stride(self.params, shape)
 
         @torch.inference_mode()
         def fn(x: torch.Tensor, t: torch.Tensor) -> np.ndarray:

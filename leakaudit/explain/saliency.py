@@ -10,14 +10,15 @@ import numpy as np
 import torch
 from captum.attr import Saliency as CaptumSaliency
 
-from leakaudit.explain.base import Attribution, Explainer, normalise_per_image
-from leakaudit.models.train import to_tensor
+from leakaudit.explain.base import Attribution, Explainer, MethodTraits, normalise_per_image
+from leakaudit.models.predict import to_tensor
 from leakaudit.runtime import configure, model_device
 
 
 class Saliency(Explainer):
     name = "saliency"
     reduction = "abs, max over channels, per-image max-normalised"
+    traits = MethodTraits()  # one gradient per image; cheap; any differentiable model
 
     def __init__(self, model: torch.nn.Module, batch_size: int = 128) -> None:
         super().__init__(model)

@@ -19,6 +19,7 @@ from captum.attr import Saliency as CaptumSaliency
 from leakaudit.explain.base import (
     Attribution,
     Explainer,
+    MethodTraits,
     batched_maps,
     normalise_per_image,
     reduce_channels,
@@ -29,6 +30,7 @@ from leakaudit.runtime import configure, model_device
 class SmoothGrad(Explainer):
     name = "smoothgrad"
     reduction = "mean of |grad| over noisy copies, max over channels, per-image max-normalised"
+    traits = MethodTraits(cost=lambda p, _shape: (0, int(p["n_samples"])), costly=True)
 
     def __init__(
         self,

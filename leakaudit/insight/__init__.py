@@ -7,3 +7,5 @@ second opinions that need no annotation: a class visualisation that is a coloure
 corner is a tell read from the weights. Only ``witness.py`` produces numbers meant for
 ``summary.json`` (informational).
 """
+
+N_CHANNEL_VIS = 8  # channels of the deepest watched layer visualised (page default, --channels)

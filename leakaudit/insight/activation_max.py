@@ -100,6 +100,28 @@ def octave_sizes(side: int, octaves: int, scale: float) -> list[int]:
     return sorted(set(sizes))
 
 
+def _start_noise(
+    targets: Sequence[Target], chw: tuple[int, int, int], gen: torch.Generator, seed: int
+) -> torch.Tensor:
+    """Seeded grey noise, one image per target. Targets are drawn in groups (the class logits,
+    then each layer's channels, in order of first appearance): the first group from ``gen``
+    (which then draws the jitter, as when it runs alone), every later group from its own
+    generator. So the first group's pictures do not depend on what is batched after it: the
+    page batches a model's class and channel ascents into one optimisation and its class
+    pictures are still the witness's (``class_visualisations`` alone)."""
+    groups: dict[str | None, list[int]] = {}
+    for i, t in enumerate(targets):
+        groups.setdefault(t.layer, []).append(i)
+    x = torch.empty(len(targets), *chw)
+    for g, idx in enumerate(groups.values()):
+        draw = gen if g == 0 else torch.Generator().manual_seed(seed + _GROUP_SEED * g)
+        x[idx] = 0.5 + 0.1 * torch.randn(len(idx), *chw, generator=draw)
+    return x.clamp(0, 1)
+
+
+_GROUP_SEED = 1_000_003  # offset between the noise generators of batched target groups
+
+
 def activation_maximisation(
     model: nn.Module,
     targets: Sequence[Target],
@@ -109,6 +131,9 @@ def activation_maximisation(
     params: AscentParams | None = None,
 ) -> list[Visualisation]:
     """Maximise each target in its own image (all in one batch); snapshots at ``steps``.
+    Each image is optimised on its own (its own gradient scale; the same jitter, blur and
+    decay), so batching targets is only faster: class targets listed first get the pictures
+    they get alone, whatever channel targets follow (``_start_noise``).
 
     The octave phases fit inside the first snapshot's step count, so every snapshot is a
     full-resolution picture and later ones show the same picture refined further."""
@@ -125,9 +150,7 @@ def activation_maximisation(
     sides = octave_sizes(h, p.octaves, p.octave_scale)
     bounds = [int(steps[0] * k / len(sides)) for k in range(len(sides))]
     jitter = p.jitter if p.jitter is not None else max(1, h // 16)
-    b = len(targets)
-    x = 0.5 + 0.1 * torch.randn(b, c, sides[0], round(sides[0] * w / h), generator=gen)
-    x = x.clamp(0, 1)
+    x = _start_noise(targets, (c, sides[0], round(sides[0] * w / h)), gen, int(seed))
     result = [Visualisation(t, steps) for t in targets]
 
     def full(z: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,16 @@ main CLI prints as one line with exit code 2.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import click
 
+from leakaudit.cli_model_options import model_input_options
 from leakaudit.cli_types import FORMAT_OPTION, MODES, POSITIVE, SEED
 from leakaudit.errors import ConfigError, ModelLoadError
+from leakaudit.insight import N_CHANNEL_VIS
+
+ACCURACY_IMAGES = 256  # images (stratified) on which the near-chance warning is decided
 
 
 def _ints(value: str, what: str) -> tuple[int, ...]:
@@ -80,7 +86,21 @@ def _output_width(model, side: int, path: str) -> int:
     show_default=True,
     help="Images shown in the feature-map, DeepDream and viewer panels.",
 )
-@click.option("--steps", default="200,350,500", show_default=True, help="Ascent step counts.")
+@model_input_options
+@click.option(
+    "--steps",
+    default="200,350,500",
+    show_default=True,
+    help="Ascent step counts: the class pictures are shown after each, the channel pictures "
+    "after the last (fewer steps: a faster page, less refined pictures).",
+)
+@click.option(
+    "--channels",
+    type=click.IntRange(min=0),
+    default=N_CHANNEL_VIS,
+    show_default=True,
+    help="Channels of the deepest watched layer visualised (0: none).",
+)
 @click.option("--layers", default=None, help="Layers for feature maps [every activation].")
 @click.option("--dream-layer", default=None, help="DeepDream layer [deepest watched].")
 @click.option(
@@ -103,11 +123,13 @@ def _output_width(model, side: int, path: str) -> int:
     type=click.Path(file_okay=False),
     help="Folder for insight.html (nothing is written elsewhere).",
 )
-def insight(model_path, arch, classes, data, format_, mode, size, n_images, steps, layers,
-            dream_layer, suspects, seed, out_dir):  # fmt: skip
+def insight(model_path, arch, classes, data, format_, mode, size, n_images, preprocess, mean, std,
+            channel_order, steps, channels, layers, dream_layer, suspects, seed,
+            out_dir):  # fmt: skip
     """Look inside a model: filters, feature maps, class and channel visualisations, DeepDream,
     pixel influence, a classification viewer, each next to an untrained twin → OUT/insight.html."""
-    from leakaudit.auditing.pipeline import stratified_limit
+    from leakaudit.auditing.eval_set import accuracy_notes, stratified_limit
+    from leakaudit.cli_model_options import resolve_model_input
     from leakaudit.data.formats import read_dataset
     from leakaudit.insight.page import PageOptions, build_page, write_page
     from leakaudit.models.load import ModelSpec, load_model, read_checkpoint_meta
@@ -118,6 +140,16 @@ def insight(model_path, arch, classes, data, format_, mode, size, n_images, step
     configure()
     meta = read_checkpoint_meta(model_path)
     prep = meta.get("preprocessing") or {}
+    feed = resolve_model_input(meta, preprocess, mean, std, channel_order)  # as the audit does
+    page_opts = PageOptions(
+        steps=_ints(steps, "--steps"),
+        seed=seed,
+        layers=[s.strip() for s in layers.split(",")] if layers else None,
+        dream_layer=dream_layer,
+        suspects=[parse_suspect(s) for s in suspects],
+        channels=channels,
+    )  # bad values stop here, before any data is read
+    checked = None
     names = [c.strip() for c in classes.split(",")] if classes else meta.get("classes")
     size = size or prep.get("input_size")
     images = labels = None
@@ -129,31 +161,47 @@ def insight(model_path, arch, classes, data, format_, mode, size, n_images, step
         if len(ds) == 0:
             raise ConfigError(f"{data}: no usable images")
         names = names or list(ds.class_names)
+        checked = stratified_limit(ds, ACCURACY_IMAGES, seed)
         ds = stratified_limit(ds, n_images, seed)
         images, labels = ds.images(), ds.labels()
         size = images.shape[1]
     model = load_model(model_path, arch, None, n_classes=len(names) if names else None)
-    spec = ModelSpec(path=model_path, input_size=size, mean=prep.get("mean"), std=prep.get("std"))
+    spec = ModelSpec(path=model_path, input_size=size, **feed)
     model = spec.wrap(model)
     width = _output_width(model, size or 64, model_path)
     names = names or [str(k) for k in range(width)]
     if width != len(names):
         raise ModelLoadError(f"{model_path} outputs {width} scores but {len(names)} classes given")
+    grey = False
     if images is not None and images.shape[-1] == 3:
         try:
             from leakaudit.insight.common import input_shape
 
-            if input_shape(model, size)[0] == 1:
-                images = images.mean(axis=-1, keepdims=True)
+            grey = input_shape(model, size)[0] == 1
         except ConfigError:
             pass
-    page_opts = PageOptions(
-        steps=_ints(steps, "--steps"),
-        seed=seed,
-        layers=[s.strip() for s in layers.split(",")] if layers else None,
-        dream_layer=dream_layer,
-        suspects=[parse_suspect(s) for s in suspects],
-    )
+    if grey:
+        images = images.mean(axis=-1, keepdims=True)
+    warnings = []
+    if checked is not None:
+        warnings = accuracy_notes("The model", _scored(model, checked, grey), checked)
+    for line in warnings:  # before the slow part: a wrongly fed model's page means little
+        click.echo(line, err=True)
     ctx = build_page(model, names, images, labels, size, page_opts, source=str(model_path))
+    ctx["notes"] = warnings + ctx["notes"]
     path = write_page(out_dir, ctx)
     click.echo(f"insight page: {path}")
+
+
+def _scored(model, data, grey: bool) -> SimpleNamespace:
+    """The model's accuracy on ``data``, as ``accuracy_notes`` reads it (``eval_accuracy``)."""
+    import numpy as np
+
+    from leakaudit.insight.viewer import classify
+
+    images = data.images()
+    if grey:
+        images = images.mean(axis=-1, keepdims=True)
+    labels = data.labels()
+    rows = classify(model, images, labels)
+    return SimpleNamespace(eval_accuracy=float(np.mean([r.correct for r in rows])))

@@ -20,12 +20,12 @@ import numpy as np
 from torch import nn
 
 from leakaudit.errors import ConfigError
+from leakaudit.insight import N_CHANNEL_VIS
 from leakaudit.insight.activation_max import (
     DEFAULT_STEPS,
     AscentParams,
     Target,
     activation_maximisation,
-    class_visualisations,
 )
 from leakaudit.insight.common import default_layers, input_shape, minmax, signed_to_unit, to_rgb
 from leakaudit.insight.compare_untrained import untrained_copy, view_distance
@@ -39,7 +39,6 @@ from leakaudit.paths import OutputSet
 from leakaudit.report.pictures import data_uri, heat, upscale
 
 MAX_CHANNELS = 16  # feature-map panels per layer: enough to see a pattern, page stays small
-N_CHANNEL_VIS = 8  # channels of the deepest layer visualised
 
 
 @dataclass
@@ -50,6 +49,7 @@ class PageOptions:
     dream_layer: str | None = None  # default: the deepest default layer
     suspects: list[tuple[Sequence[float], Sequence[float]]] = field(default_factory=list)
     params: AscentParams = field(default_factory=AscentParams)
+    channels: int = N_CHANNEL_VIS  # channels of the deepest watched layer visualised (0: none)
 
 
 def pic(image: np.ndarray, display: int = 96) -> str:
@@ -96,11 +96,6 @@ def _views(
             return None
 
     out["filters"] = attempt("first-layer filters", lambda: first_layer_filters(model, size))
-    if classes is None:
-        classes = class_visualisations(
-            model, len(class_names), shape, opts.steps, opts.seed, opts.params
-        )
-    out["classes"] = classes
     out["closed_form"] = attempt(
         "closed-form pixel influence", lambda: closed_form_influence(model, size)
     )
@@ -122,15 +117,37 @@ def _views(
             out["dream"] = attempt(
                 "DeepDream", lambda: deepdream(model, images[0], dream_layer, seed=opts.seed)
             )
-    if layers:
+    channels: list[Target] = []
+    if layers and opts.channels > 0:
         deep = layers[-1]
         width = attempt("channel visualisations", lambda: _width(model, deep, shape))
         if width:
-            targets = [Target(i, deep) for i in range(min(N_CHANNEL_VIS, width))]
-            out["channels"] = activation_maximisation(
-                model, targets, shape, (opts.steps[-1],), opts.seed, opts.params
-            )
+            channels = [Target(i, deep) for i in range(min(opts.channels, width))]
+    out["classes"], out["channels"] = _ascents(model, len(class_names), channels, shape, opts,
+                                               classes)  # fmt: skip
     return out
+
+
+def _ascents(
+    model: nn.Module,
+    n_classes: int,
+    channels: list[Target],
+    shape: tuple[int, int, int],
+    opts: PageOptions,
+    classes: list[Any] | None,
+) -> tuple[list[Any], list[Any]]:
+    """(class visualisations at ``opts.steps``, channel visualisations at the last step count)
+    from one batched ascent: the classes' pictures are what ``class_visualisations`` gives
+    alone (``activation_max._start_noise``). ``classes`` already computed (the audit's witness)
+    are reused, and only the channels are optimised."""
+    targets = [Target(k) for k in range(n_classes)] if classes is None else []
+    targets += channels
+    steps = opts.steps if classes is None else (opts.steps[-1],)
+    vis = activation_maximisation(model, targets, shape, steps, opts.seed, opts.params)
+    k = n_classes if classes is None else 0
+    for v in vis[k:]:  # a channel is shown at the last step count only
+        v.steps, v.images, v.activation = v.steps[-1:], v.images[-1:], v.activation[-1:]
+    return (vis[:k] if classes is None else classes), vis[k:]
 
 
 def _width(model: nn.Module, layer: str, shape: tuple[int, int, int]) -> int:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from leakaudit.data.samples import Dataset
 from leakaudit.errors import ConfigError, DatasetError
-from leakaudit.models.train import to_tensor
+from leakaudit.models.predict import to_tensor
 from leakaudit.models.zoo import build
 from leakaudit.runtime import configure
 

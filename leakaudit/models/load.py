@@ -20,12 +20,13 @@ in [0, 1] RGB everywhere, and ``Preprocessed`` applies mean/std and channel orde
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import pickle
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from torch import nn
 from leakaudit.errors import ConfigError, ModelLoadError
 from leakaudit.jsonable import jsonable
 from leakaudit.models.arch import construct, is_bundled, meta_build, resolve_arch
-from leakaudit.models.checks import (
+from leakaudit.models.load_checks import (
     EXPORT_HINT,
     as_device,
     check_declared_output,
@@ -59,6 +60,20 @@ __all__ = [
     "resolve_arch",
     "save_checkpoint",
 ]
+
+# torch ≥ 2.10 warns "`torch.jit.load` is deprecated" (also .save, .script) on every call;
+# TorchScript is still what users export, so only that one message is silenced, only around
+# our own calls to torch.jit.
+JIT_DEPRECATION = r"`torch\.jit\.\w+` is deprecated"
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence torch's TorchScript deprecation warning (and nothing else) inside the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_DEPRECATION, category=DeprecationWarning)
+        yield
+
 
 CHECKPOINT_FORMAT = "leakaudit-checkpoint-1"
 MODEL_CARD = "model_card.json"
@@ -171,8 +186,7 @@ def load_model(
     dev = as_device(device)
     if sniff(path) == "torchscript":
         try:
-            with warnings.catch_warnings():  # torch ≥ 2.10 flags jit as deprecated; still fine
-                warnings.simplefilter("ignore", DeprecationWarning)
+            with quiet_jit():
                 model = torch.jit.load(str(path), map_location=dev)
         except Exception as e:
             raise ModelLoadError(f"cannot load TorchScript model {path}: {one_line(e)}") from e
@@ -213,8 +227,8 @@ def load_model(
             n_classes = len(meta["classes"])
     if arch is None:
         raise ModelLoadError(
-            f"{path} is a state_dict: say which class it belongs to with arch='module:Class', "
-            f"'file.py:Class' or one of {sorted(ARCHITECTURES)}"
+            f"{path} is a state_dict: say which class it belongs to with --arch (in Python: "
+            f"arch=) module:Class, file.py:Class or one of {sorted(ARCHITECTURES)}"
         )
     if arch_kwargs is not None and not isinstance(arch_kwargs, Mapping):
         raise ModelLoadError(f"arch_kwargs must be a dict, got {type(arch_kwargs).__name__}")

@@ -18,7 +18,6 @@ import io
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,54 +28,12 @@ from leakaudit.data.spill import SpilledStack
 from leakaudit.jsonable import jsonable
 from leakaudit.paths import atomic_path
 from leakaudit.report import saved
+from leakaudit.report.report_data import ReportData
 from leakaudit.report.saved import ReportError  # raised by the checks; imported from here too
 
 BUNDLE_NAME = "results.npz"
 FORMAT_VERSION = 1
 THUMB_SIDE = 64  # gallery thumbnails are at most 64×64: small PNGs, bounded report size
-
-
-@dataclass
-class ReportData:
-    """Everything a report needs beyond summary.json; arrays are in evaluation-data order.
-
-    Per image: ``ids``, ``labels``; per model ``images[model]`` (pred, -1 when unknown;
-    confidence, p_true, NaN when unknown); per model and method ``scores[model][method]`` and
-    ``maps[model][method]`` (NaN for images a budgeted method did not explain)."""
-
-    meta: dict[str, Any] = field(default_factory=dict)
-    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    images: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-    scores: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
-    maps: dict[str, dict[str, np.ndarray | SpilledStack]] = field(default_factory=dict)  # N×h×w
-    thumbs: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 3), np.uint8))
-    thumb_regions: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
-    thumb_tells: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1), bool))
-    panel_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # at thumb size
-    # `--insight`: model → (K, H, W, 3) uint8, each class's visualisation in class order
-    class_pictures: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def model_names(self) -> list[str]:
-        return list(self.meta.get("model_names", []))
-
-    @property
-    def methods(self) -> list[str]:
-        return list(self.meta.get("methods", []))
-
-    def thumb_of(self, index: int) -> int | None:
-        """Row of ``thumbs`` holding evaluation image ``index`` (None: not saved)."""
-        idx = self.meta.get("thumb_index", [])
-        return idx.index(index) if index in idx else None
-
-    def method_rows(self, model: str, method: str | None) -> dict[str, np.ndarray]:
-        """Per image (data order): label, the model's prediction and confidence, and the
-        method's scores; empty when nothing was saved for this model and method."""
-        scores = self.scores.get(model, {}).get(method)
-        if scores is None:
-            return {}
-        return {"label": self.labels, **self.images[model], **scores}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str | None:

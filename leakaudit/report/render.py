@@ -13,7 +13,6 @@ import json
 import math
 import re
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -23,10 +22,8 @@ from markupsafe import Markup
 from leakaudit.auditing.audit_result import AuditResult
 from leakaudit.auditing.conditions import CONDITIONS
 from leakaudit.evidence import metrics
-from leakaudit.jsonable import jsonable
-from leakaudit.paths import OutputSet, check_out_dir, check_writable_file, refuse_link
 from leakaudit.report import pictures, plots
-from leakaudit.report.bundle import BUNDLE_NAME, ReportData, load_bundle, save_bundle
+from leakaudit.report.bundle import load_bundle, save_bundle
 from leakaudit.report.numbers import (
     fmt,
     fmt_ci,
@@ -35,21 +32,13 @@ from leakaudit.report.numbers import (
     method_order,
     model_order,
 )
+from leakaudit.report.report_data import ReportData
 from leakaudit.report.summary import summary_text, to_summary
 from leakaudit.textsafe import html_text
 
 TEMPLATE = "report.html.j2"
 MAX_PROBLEM_ROWS = 200  # data-problem rows in the HTML; all of them are in summary.json
 MAX_PLOT_CLASSES = 20
-SUMMARY_NAME, HTML_NAME, MD_NAME, JUNIT_NAME = (
-    "summary.json",
-    "report.html",
-    "summary.md",
-    "junit.xml",
-)
-FORMATS = ("html", "md", "junit")
-RUN_INFO_NAME = "run_info.json"
-REPORT_FILES = (SUMMARY_NAME, BUNDLE_NAME, RUN_INFO_NAME, HTML_NAME, MD_NAME)  # write_report's
 
 
 # ---------------------------------------------------------------- HTML view
@@ -348,76 +337,6 @@ def render_html_from(s: dict[str, Any], data: ReportData) -> str:
     )
 
 
-# ---------------------------------------------------------------- files
-
-
-def load_saved(result_dir: str | Path) -> tuple[dict[str, Any], ReportData]:
-    """summary.json and results.npz of a result folder, each checked (``saved.py``) before
-    any renderer reads it: a bad or hostile file is a ``ReportError`` naming file and field."""
-    from leakaudit.report import saved
-    from leakaudit.report.bundle import ReportError
-
-    d = Path(result_dir)
-    path = d / SUMMARY_NAME
-    try:
-        size = path.stat().st_size
-        cap = saved.max_results_bytes()
-        if size > cap:
-            raise ReportError(f"{path}: {size} bytes (the cap is {cap / 2**20:g} MB; "
-                              f"raise it with {saved.CAP_ENV}=<MB>)")  # fmt: skip
-        s = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
-    except FileNotFoundError as e:
-        raise ReportError(f"{path}: not found (is {d} a leakaudit result folder?)") from e
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ReportError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(s, dict) or not isinstance(s.get("models"), dict):
-        raise ReportError(f"{path}: not a leakaudit summary (no 'models')")
-    saved.check_summary(s, str(path))
-    data = load_bundle(d / BUNDLE_NAME)
-    saved.check_pair(s, data, str(d / BUNDLE_NAME))
-    return s, data
-
-
-def _no_constant(name: str) -> None:
-    """summary.json never holds NaN/Infinity (undefined is null): refuse them."""
-    raise ValueError(f"{name} is not JSON (undefined values are null)")
-
-
-def render_outputs(
-    result_dir: str | Path,
-    out_dir: str | Path | None = None,
-    formats: tuple[str, ...] | list[str] = ("html", "md"),
-    junit_path: str | Path | None = None,
-) -> dict[str, Path]:
-    """Render the chosen formats from a result folder's saved files into ``out_dir``: all of
-    them or none (a failure leaves the old files), never through a link (``OutputError``)."""
-    s, data = load_saved(result_dir)
-    out = check_out_dir(out_dir or result_dir)  # a file at --out is one line, not a traceback
-    with OutputSet() as outs:
-        written = _stage_renders(outs, s, data, out, formats, junit_path)
-    return written
-
-
-def _stage_renders(outs: OutputSet, s: dict[str, Any], data: ReportData, out: Path,
-                   formats: tuple[str, ...] | list[str],
-                   junit_path: str | Path | None) -> dict[str, Path]:  # fmt: skip
-    """Stage report.html / summary.md / junit.xml in ``outs``; every destination is claimed
-    (links refused) before the first is rendered, so a refusal costs no rendering."""
-    from leakaudit.report.junit import render_junit
-    from leakaudit.report.markdown import render_markdown
-
-    names = {"html": HTML_NAME, "md": MD_NAME, "junit": JUNIT_NAME}
-    written = {kind: out / name for kind, name in names.items() if kind in formats}
-    if junit_path is not None:
-        written["junit"] = Path(junit_path)
-    for kind, path in written.items():
-        outs.path(path, None if kind == "junit" and junit_path is not None else out)
-    render = {"html": render_html_from, "md": render_markdown, "junit": render_junit}
-    for kind, path in written.items():
-        outs.write(path, render[kind](s, data))
-    return written
-
-
 def render_html(result: AuditResult, command: str | None = None) -> str:
     """report.html text for an in-memory result, through the same save → load path."""
     from leakaudit.report.collect import collect
@@ -428,66 +347,6 @@ def render_html(result: AuditResult, command: str | None = None) -> str:
     save_bundle(collect(result, summary, command), buf)
     buf.seek(0)
     return render_html_from(s, load_bundle(buf))
-
-
-def write_report(
-    result: AuditResult,
-    out_dir: str | Path,
-    run_info: dict[str, Any] | None = None,
-    command: str | None = None,
-    junit_path: str | Path | None = None,
-) -> tuple[Path, Path]:
-    """Write summary.json and results.npz, then report.html and summary.md (and JUnit XML when
-    ``junit_path`` is given) rendered from them; timings go to run_info.json. All of them or
-    none: each is staged beside its destination and replaced only when every one is complete."""
-    from leakaudit.report.collect import collect
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = to_summary(result)
-    with OutputSet() as outs:  # all outputs or none; the old set stays until all are rendered
-        for name in REPORT_FILES:
-            outs.path(out / name, out)  # links refused before any work
-        if junit_path is not None:
-            outs.path(junit_path)
-        json_tmp = outs.write(out / SUMMARY_NAME, summary_text(summary), out)
-        data = collect(result, summary, command)
-        bundle_tmp = outs.path(out / BUNDLE_NAME, out)
-        save_bundle(data, bundle_tmp)
-        _write_insight_pages(result, data, out, outs)
-        s = json.loads(json_tmp.read_text(encoding="utf-8"))  # rendered from what was saved
-        written = _stage_renders(outs, s, load_bundle(bundle_tmp), out, ("html", "md"), junit_path)
-        timings = result.timings or {n: a.seconds for n, a in result.models.items()}
-        peaks = {n: a.peak_mb for n, a in result.models.items() if a.peak_mb}
-        info = {"timings_s": _rounded(timings), "peak_rss_mb": _rounded(peaks), **(run_info or {})}
-        text = json.dumps(jsonable(info), indent=2, sort_keys=True) + "\n"
-        outs.write(out / RUN_INFO_NAME, text, out)
-    return written["html"], out / SUMMARY_NAME
-
-
-def check_report_targets(out_dir: str | Path, junit_path: str | Path | None = None) -> None:
-    """Before the audit: refuse a link where ``write_report`` will write, and a ``--junit``
-    whose folder takes no file, so neither costs a whole audit first."""
-    out = Path(out_dir)
-    for name in REPORT_FILES:
-        refuse_link(out / name, out)
-    if junit_path is not None:
-        check_writable_file(junit_path, "--junit")
-
-
-def _write_insight_pages(result: AuditResult, data: ReportData, out: Path, outs: OutputSet) -> None:
-    """Each model's full insight page (``--insight``) beside the report, which links to it."""
-    from leakaudit.insight.page import write_page
-
-    for name, page in data.meta.get("insight_pages", {}).items():
-        write_page(out, result.models[name].insight_page, page, outs)
-
-
-def _rounded(timings: dict[str, Any]) -> dict[str, Any]:
-    """Seconds to 0.01 s, nested per model where the audit kept them per model."""
-    return {
-        k: _rounded(v) if isinstance(v, dict) else round(float(v), 2) for k, v in timings.items()
-    }
 
 
 def model_label(name: str | None) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from leakaudit.errors import LeakauditError
 
 if TYPE_CHECKING:
-    from leakaudit.report.bundle import ReportData
+    from leakaudit.report.report_data import ReportData
 
 CAP_ENV = "LEAKAUDIT_MAX_RESULTS_MB"
 DEFAULT_CAP_MB = 2048  # ≈ 250 000 compact 64×64 maps; all of it is read into memory
