@@ -15,7 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model
+from leakaudit.auditing.audit_steps import AuditSteps
+from leakaudit.auditing.model_audit import ModelAudit, audit_model
 from leakaudit.auditing.verdict import Thresholds
 from leakaudit.data.synthetic import make_shapes
 from leakaudit.data.tells import PALETTE, TellSpec, poison
@@ -61,7 +62,7 @@ def run(
     return audit_model(
         model or CornerReader(), "m", DATA, METHODS, accuracy=1.0, thresholds=Thresholds(),
         gallery=[0, 5, 11], batch_size=4, progress=False, cache=cache, engine=engine,
-        checks=Checks(sanity=False, ablation=False),
+        checks=AuditSteps(sanity=False, ablation=False),
     )  # fmt: skip
 
 

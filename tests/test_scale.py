@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from leakaudit.auditing.audit_steps import AuditSteps as Checks
+from leakaudit.auditing.audit_steps import AuditSteps
 from leakaudit.auditing.budget import OtherSteps as _other_steps
 from leakaudit.auditing.budget import (
     fill_seconds,
@@ -36,7 +36,7 @@ from leakaudit.runtime import resolve_device
 
 SIZE = 32
 METHODS = {"saliency": {}, "gradcam": {}, "lime": {"n_samples": 16, "n_segments": 8}}
-QUICK = Checks(discovery=False, sanity_images=3)
+QUICK = AuditSteps(discovery=False, sanity_images=3)
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +238,7 @@ def test_budget_samples_costly_methods_with_intervals(data) -> None:
     plan = make_plan(model, data.images()[:4], methods, len(data), budget_s=1e-9)
     assert plan.methods["saliency"].n_planned == len(data)
     assert plan.methods["lime"].n_planned == 0  # nothing left: the minimum sample applies
-    checks = Checks(discovery=False, sanity_images=4, sanity_images_costly=2)
+    checks = AuditSteps(discovery=False, sanity_images=4, sanity_images_costly=2)
     audit = _audit(model, data, methods, budget_s=1e-9, checks=checks)
     assert audit.sanity["saliency"].n_images == 4 and audit.sanity["lime"].n_images == 2
     covered = audit.covered["lime"]
@@ -268,7 +268,7 @@ def test_budget_gives_costly_methods_the_time_really_left(data, monkeypatch) -> 
     # 16 samples: 5 s covers every image of this tiny set many times over, even on a machine
     # busy with other jobs (64 did not, with two benchmarks running beside the tests)
     methods = {"saliency": {}, "lime": {"n_samples": 16, "n_segments": 8}}
-    checks = Checks(discovery=False, sanity=False)
+    checks = AuditSteps(discovery=False, sanity=False)
     plenty = _audit(model, data, methods, budget_s=5.0, checks=checks)
     assert "lime" not in plenty.covered
     slow_ablation = ma.region_ablation
@@ -303,8 +303,8 @@ def test_budget_reserve_counts_the_ablation_fill(data) -> None:
     methods = {"saliency": {}}
     plan = make_plan(model, data.images()[:4], methods, len(data), budget_s=3600.0)
     quiet = {"behaviour": False, "discovery": False, "sanity": False}
-    on = _other_steps(model, data, methods, Checks(**quiet), True)(plan)
-    off = _other_steps(model, data, methods, Checks(ablation=False, **quiet), True)(plan)
+    on = _other_steps(model, data, methods, AuditSteps(**quiet), True)(plan)
+    off = _other_steps(model, data, methods, AuditSteps(ablation=False, **quiet), True)(plan)
     n_region = sum(bool(s.region.any()) for s in data)
     assert n_region > 0 and off[0] == 0.0
     assert on[0] > n_region * plan.forward_s  # the passes and the measured fill
@@ -356,7 +356,7 @@ def test_amp_on_the_cpu_warns_that_lime_loses_fidelity(data, capsys) -> None:
     # gave 0.99 (docs/scale.md): asking for it must not pass silently
     model = build("small_cnn", 3, seed=0, width=4).eval()
     lime = {"lime": {"n_samples": 16, "n_segments": 8}}
-    checks = Checks(discovery=False, sanity=False, behaviour=False, ablation=False)
+    checks = AuditSteps(discovery=False, sanity=False, behaviour=False, ablation=False)
     audit = _audit(model, data, lime, amp=True, checks=checks, progress=True)
     assert "--amp on the CPU" in capsys.readouterr().err
     assert audit.method_params["lime"]["amp"] is True

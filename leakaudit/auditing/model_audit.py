@@ -48,9 +48,7 @@ from leakaudit.explain.registry import amp_methods, layer_methods
 from leakaudit.explain.stream import peak_rss_mb
 from leakaudit.runtime import AMP_CPU_WARNING, images_per_batch, model_device, release_freed_memory
 
-__all__ = ["AuditSteps", "Checks", "ModelAudit", "Suspect", "audit_model"]
-
-Checks = AuditSteps  # the old name of the audit's switches (pipeline.py and tests still use it)
+__all__ = ["AuditSteps", "ModelAudit", "Suspect", "audit_model"]
 
 
 @dataclass

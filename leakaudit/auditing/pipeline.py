@@ -23,6 +23,7 @@ from leakaudit.auditing.audit_options import (  # noqa: F401  (importable from h
     AuditOptions,
 )
 from leakaudit.auditing.audit_result import AuditResult
+from leakaudit.auditing.audit_steps import AuditSteps
 from leakaudit.auditing.budget import parse_duration
 from leakaudit.auditing.eval_set import (  # noqa: F401  (importable from here as before)
     accuracy_notes,
@@ -31,7 +32,7 @@ from leakaudit.auditing.eval_set import (  # noqa: F401  (importable from here a
     tell_notes,
     unrepresented,
 )
-from leakaudit.auditing.model_audit import Checks, ModelAudit, audit_model, score_columns
+from leakaudit.auditing.model_audit import ModelAudit, audit_model, score_columns
 from leakaudit.data.formats import read_dataset
 from leakaudit.data.names import check_audit_classes
 from leakaudit.data.samples import Dataset
@@ -177,7 +178,7 @@ def audit_one(
     methods = method_params(opts.methods, lime_samples=opts.lime_samples,
                             lime_segments=opts.lime_segments, lime_baseline=opts.lime_baseline,
                             seed=opts.seed, method_options=opts.method_options)  # fmt: skip
-    checks = Checks(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
+    checks = AuditSteps(discovery=opts.discovery, sanity=opts.sanity, ablation=opts.ablation,
                     seed=opts.seed)  # fmt: skip
     audit = audit_model(
         model, name, eval_data, methods, accuracy=float("nan"),
