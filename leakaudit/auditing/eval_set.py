@@ -91,9 +91,52 @@ def accuracy_notes(who: str, audit: ModelAudit, data: Dataset) -> list[str]:
     lower = wilson_lower(int(round(audit.eval_accuracy * n)), n)
     if lower > chance:
         return []
-    return [
+    notes = [
         f"Warning: {who} scores {audit.eval_accuracy:.3f} on the audited images, no better than "
         f"always answering the largest class ({chance:.3f}). Likely causes: wrong normalisation "
         "(--preprocess imagenet or --mean/--std), channel order (--channel-order), class order "
         "(--classes), crop options (--mode/--margin/--window) or input size (--size)."
     ]
+    better = best_class_order(audit, data)
+    if better is not None:
+        order, acc = better
+        notes.append(
+            f"Warning: {who} would score {acc:.3f} if its outputs named the classes in the order "
+            f"{','.join(order)} (--classes {','.join(order)}): its output order is probably not "
+            f"the data's ({','.join(data.class_names)})."
+        )
+    return notes
+
+
+MAX_ORDER_CLASSES = 6  # 720 orders at most: tried in well under a second
+
+
+def best_class_order(audit: ModelAudit, data: Dataset) -> tuple[list[str], float] | None:
+    """The class order under which the model's predictions score best, with that accuracy,
+    when it is clearly better than chance (its Wilson lower bound above the largest class's
+    share) and better than the order given; None otherwise or with more than 6 classes.
+
+    A model whose outputs are in another order than ``--classes`` scores *below* chance in a
+    way no other input mistake does; relabelling its predictions tells which order fits."""
+    import itertools
+
+    k, n = len(data.class_names), len(data)
+    per_sample = getattr(audit, "per_sample", None)  # `insight` passes its accuracy alone
+    if per_sample is None or not 2 <= k <= MAX_ORDER_CLASSES or len(per_sample) == 0:
+        return None
+    rows = per_sample.drop_duplicates("id")
+    labels = rows["label"].to_numpy(np.int64)
+    preds = rows["pred"].to_numpy(np.int64)
+    valid = (preds >= 0) & (preds < k)
+    if not valid.any():
+        return None
+    hits = np.zeros((k, k), np.int64)  # hits[j, i]: output j on an image of class i
+    np.add.at(hits, (preds[valid], labels[valid]), 1)
+    best, order = max(
+        (sum(hits[j, p[j]] for j in range(k)), p) for p in itertools.permutations(range(k))
+    )
+    identity = sum(hits[j, j] for j in range(k))
+    chance = max(data.counts().values()) / n
+    if best <= identity or wilson_lower(int(best), len(rows)) <= chance:
+        return None
+    return [data.class_names[i] for i in order], best / len(rows)
