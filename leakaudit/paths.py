@@ -54,13 +54,19 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is an existing file, not a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        _prove_writable(path)
     except OSError as e:
         raise ConfigError(f"--out {path} is not writable: {e.strerror or e}") from e
     return path
+
+
+def _prove_writable(folder: Path) -> None:
+    """Create ``folder`` (parents included) and a file in it, then remove the file: the one
+    probe behind every check of an output place before the work (``OSError`` when it fails)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=TMP_MARK)
+    os.close(fd)
+    os.unlink(probe)
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -85,10 +91,7 @@ def check_writable_file(path: PathLike, what: str = "output") -> Path:
     p = Path(path)
     refuse_link(p)
     try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=p.parent, prefix=TMP_MARK)
-        os.close(fd)
-        os.unlink(probe)
+        _prove_writable(p.parent)
     except OSError as e:
         raise ConfigError(f"{what} {p}: folder is not writable: {e.strerror or e}") from e
     return p
